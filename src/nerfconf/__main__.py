@@ -1,0 +1,3 @@
+from nerfconf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""``nerfconf bench codec``: bitrate and speed of every coder and prediction mode.
+
+Protocol, matching the avatar's train/test split: quantization bounds (and the
+arithmetic coder's priors) come from the training frames, and everything is
+measured on the held-out frames after them, so clamping of unseen values is
+part of the result.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from nerfconf.codec.config import CodecConfig, Reference
+from nerfconf.codec.decoder import ParamDecoder
+from nerfconf.codec.encoder import ParamEncoder
+from nerfconf.codec.entropy import CoderId
+from nerfconf.codec.priors import fit_priors
+from nerfconf.codec.quantize import Bounds, Quantizer
+from nerfconf.tracks import ParamTrack
+
+
+@dataclass(frozen=True)
+class CodecRun:
+    coder: str
+    reference: str
+    #: frames between a frame's send and its ack reaching the encoder (None: no acks)
+    ack_delay_frames: int | None
+    payload_kbps: float
+    body_kbps: float
+    bytes_per_i_frame: float
+    bytes_per_p_frame: float
+    encode_us_median: float
+    decode_us_median: float
+    frames: int
+    i_frames: int
+
+
+def split_track(track: ParamTrack, test_frames: int) -> tuple[ParamTrack, ParamTrack]:
+    if len(track) <= test_frames + 1:
+        raise ValueError(f"track has {len(track)} frames; need more than the {test_frames} held out")
+    return track.slice(0, len(track) - test_frames), track.slice(len(track) - test_frames)
+
+
+def make_config(
+    train: ParamTrack, bits: int, coder: CoderId, reference: Reference, gop_frames: int
+) -> CodecConfig:
+    rows = train.values[train.face_found]
+    bounds = Bounds.from_data(rows)
+    base = CodecConfig(train.layout, bounds, bits=bits, gop_frames=gop_frames)
+    priors = None
+    if coder == CoderId.ARITHMETIC:
+        q = Quantizer(bounds, bits)
+        priors = fit_priors(np.stack([q.quantize(v) for v in rows]), gop_frames, bits)
+    return CodecConfig(
+        base.layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames, priors=priors
+    )
+
+
+def run_once(config: CodecConfig, test: ParamTrack, ack_delay_frames: int | None) -> tuple[CodecRun, np.ndarray]:
+    """Codes the test track once; returns the figures and the decoded levels."""
+    enc, dec = ParamEncoder(config), ParamDecoder(config)
+    enc_ns, dec_ns, decoded = [], [], []
+    sent: list[int] = []
+    for i in range(len(test)):
+        if ack_delay_frames is not None and i - ack_delay_frames >= 0:
+            enc.acknowledge(sent[i - ack_delay_frames])
+        params = test.params(i)
+        t0 = time.perf_counter_ns()
+        frame = enc.encode(params)
+        t1 = time.perf_counter_ns()
+        out = dec.decode(frame.data)
+        t2 = time.perf_counter_ns()
+        enc_ns.append(t1 - t0)
+        dec_ns.append(t2 - t1)
+        sent.append(frame.seq)
+        decoded.append(out.levels)
+    s = enc.stats
+    fps = test.fps
+    seconds = len(test) / fps
+    run = CodecRun(
+        coder=config.coder.name.lower(),
+        reference=config.reference.value,
+        ack_delay_frames=ack_delay_frames,
+        payload_kbps=s.bytes_total * 8 / seconds / 1000,
+        body_kbps=(s.bytes_total - s.bytes_header) * 8 / seconds / 1000,
+        bytes_per_i_frame=s.bytes_i / max(1, s.i_frames),
+        bytes_per_p_frame=s.bytes_p / max(1, s.p_frames),
+        encode_us_median=statistics.median(enc_ns) / 1000,
+        decode_us_median=statistics.median(dec_ns) / 1000,
+        frames=s.frames,
+        i_frames=s.i_frames,
+    )
+    return run, np.array([d if d is not None else np.full(config.layout.dims, -1) for d in decoded])
+
+
+def bench_codec(
+    track: ParamTrack,
+    *,
+    test_frames: int = 500,
+    bits: int = 8,
+    gop_seconds: float = 1.0,
+    rtt_ms: float = 20.0,
+    repeats: int = 5,
+) -> dict:
+    fps = track.fps
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError("track needs at least two frames with increasing timestamps")
+    train, test = split_track(track, test_frames)
+    gop = CodecConfig.gop_from_seconds(gop_seconds, fps)
+    ack_delay = max(1, math.ceil(rtt_ms / 1000 * fps))
+    modes = [
+        (Reference.PREV, None),
+        (Reference.ANCHOR, ack_delay),
+        (Reference.ANCHOR, None),
+    ]
+    results = []
+    reference_levels = None
+    for coder in (CoderId.EXP_GOLOMB, CoderId.ARITHMETIC):
+        for reference, delay in modes:
+            config = make_config(train, bits, coder, reference, gop)
+            runs = []
+            for _ in range(repeats):
+                run, levels = run_once(config, test, delay)
+                runs.append(run)
+            if reference_levels is None:
+                reference_levels = levels
+            identical = bool(np.array_equal(levels, reference_levels))
+            med = {
+                k: statistics.median(getattr(r, k) for r in runs)
+                for k in ("encode_us_median", "decode_us_median")
+            }
+            results.append({**asdict(runs[0]), **med, "decoded_identical": identical})
+    q = make_config(train, bits, CoderId.EXP_GOLOMB, Reference.PREV, gop).make_quantizer()
+    for v in test.values[test.face_found]:
+        q.quantize(v)
+    dims = track.layout.dims
+    return {
+        "source": track.source,
+        "fps": round(fps, 3),
+        "dims": dims,
+        "bits": bits,
+        "gop_frames": gop,
+        "rtt_ms": rtt_ms,
+        "train_frames": len(train),
+        "test_frames": len(test),
+        "repeats": repeats,
+        "clamped_fraction": q.stats.clamped / max(1, q.stats.values),
+        "unquantized_kbps": dims * 32 * fps / 1000,
+        "fixed_bits_kbps": dims * bits * fps / 1000,
+        "results": results,
+    }

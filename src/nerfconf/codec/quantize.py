@@ -1,0 +1,130 @@
+"""Uniform scalar quantization between per-dimension bounds taken from training data.
+
+Bounds per dimension rather than one global range is what lets 8 bits suffice:
+a low-variance expression component gets the same 256 levels over its own
+small range as the jaw gets over its large one (the paper's scheme).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MIN_BITS = 4
+MAX_BITS = 10
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Per-dimension ``[lo, hi]``; ships inside the avatar bundle."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self) -> None:
+        lo = np.asarray(self.lo, dtype=np.float64)
+        hi = np.asarray(self.hi, dtype=np.float64)
+        if lo.ndim != 1 or lo.shape != hi.shape or lo.size == 0:
+            raise ValueError(f"bounds need two 1-D arrays of one length, got {lo.shape} and {hi.shape}")
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("bounds must be finite numbers")
+        bad = np.flatnonzero(hi < lo)
+        if bad.size:
+            raise ValueError(f"bounds have hi < lo in dimension(s) {bad.tolist()}")
+        # Canonical float32 values so both peers quantize with bit-identical bounds
+        # whatever precision the bundle stored them in.
+        object.__setattr__(self, "lo", lo.astype(np.float32).astype(np.float64))
+        object.__setattr__(self, "hi", hi.astype(np.float32).astype(np.float64))
+
+    @property
+    def dims(self) -> int:
+        return int(self.lo.size)
+
+    @classmethod
+    def from_data(cls, values: np.ndarray, margin: float = 0.0) -> Bounds:
+        """Min/max over training frames (rows), widened by ``margin`` of the range."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[0] == 0:
+            raise ValueError(f"need a (frames, dims) array with at least one frame, got {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("training values contain NaN or infinity")
+        lo, hi = values.min(axis=0), values.max(axis=0)
+        pad = (hi - lo) * margin
+        return cls(lo - pad, hi + pad)
+
+    def to_json(self) -> str:
+        return json.dumps({"lo": self.lo.tolist(), "hi": self.hi.tolist()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Bounds:
+        try:
+            obj = json.loads(text)
+            return cls(np.array(obj["lo"], dtype=np.float64), np.array(obj["hi"], dtype=np.float64))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a bounds JSON object: {exc}") from exc
+
+    def canonical_bytes(self) -> bytes:
+        """Bytes that identify these bounds; part of the codec's configuration tag."""
+        return self.lo.astype("<f4").tobytes() + self.hi.astype("<f4").tobytes()
+
+
+@dataclass
+class QuantStats:
+    values: int = 0
+    clamped: int = 0
+    clamped_per_dim: np.ndarray | None = field(default=None, repr=False)
+
+
+class Quantizer:
+    """Maps float parameters to integers in ``[0, 2**bits - 1]`` and back."""
+
+    def __init__(self, bounds: Bounds, bits: int = 8) -> None:
+        if not MIN_BITS <= bits <= MAX_BITS:
+            raise ValueError(f"quantization depth must be {MIN_BITS}..{MAX_BITS} bits, got {bits}")
+        self.bounds = bounds
+        self.bits = bits
+        self.levels = (1 << bits) - 1
+        span = bounds.hi - bounds.lo
+        self._degenerate = span <= 0
+        # A degenerate dimension (constant in training) always codes level 0.
+        self._scale = np.where(self._degenerate, 0.0, self.levels / np.where(span > 0, span, 1.0))
+        self._step = span / self.levels
+        self.stats = QuantStats(clamped_per_dim=np.zeros(bounds.dims, dtype=np.int64))
+
+    @property
+    def dims(self) -> int:
+        return self.bounds.dims
+
+    @property
+    def mid(self) -> int:
+        return 1 << (self.bits - 1)
+
+    def quantize(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self.dims,):
+            raise ValueError(f"expected {self.dims} values, got shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            bad = np.flatnonzero(~np.isfinite(values)).tolist()
+            raise ValueError(f"parameter values are NaN or infinite in dimension(s) {bad}")
+        scaled = np.rint((values - self.bounds.lo) * self._scale)
+        over = (scaled < 0) | (scaled > self.levels)
+        # A value that rounds inside the range was not clamped, even if it is a hair outside.
+        self.stats.values += values.size
+        n_over = int(np.count_nonzero(over & ~self._degenerate))
+        if n_over:
+            self.stats.clamped += n_over
+            self.stats.clamped_per_dim += over & ~self._degenerate
+        return np.clip(scaled, 0, self.levels).astype(np.int64)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q)
+        if q.shape != (self.dims,):
+            raise ValueError(f"expected {self.dims} levels, got shape {q.shape}")
+        return self.bounds.lo + q.astype(np.float64) * self._step
+
+    @property
+    def step(self) -> np.ndarray:
+        """Quantization step per dimension: the worst-case error is half of it."""
+        return self._step.copy()

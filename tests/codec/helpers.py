@@ -6,6 +6,7 @@ import numpy as np
 
 from nerfconf.codec.config import CodecConfig, Reference
 from nerfconf.codec.entropy import CoderId
+from nerfconf.codec.priors import fit_priors
 from nerfconf.codec.quantize import Bounds
 from nerfconf.types import ParamLayout
 
@@ -18,13 +19,23 @@ def config(
     gop_frames: int = 20,
     bits: int = 8,
     layout: ParamLayout = LAYOUT,
+    fitted: bool = False,
 ) -> CodecConfig:
+    """A codec configuration; ``fitted`` gives the arithmetic coder priors fitted on a smooth track."""
     bounds = Bounds(np.full(layout.dims, -1.0), np.full(layout.dims, 1.0))
-    return CodecConfig(layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames)
+    priors = fit_priors(smooth_levels(200, layout.dims, bits, seed=99), gop_frames, bits) if fitted else None
+    return CodecConfig(
+        layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames, priors=priors
+    )
 
 
 def smooth_levels(frames: int, dims: int, bits: int = 8, seed: int = 0) -> np.ndarray:
+    """Levels that move with momentum around mid-range, like smoothed face parameters."""
     rng = np.random.default_rng(seed)
     top = (1 << bits) - 1
-    walk = np.cumsum(rng.integers(-3, 4, size=(frames, dims)), axis=0) + top // 2
-    return np.clip(walk, 0, top)
+    x = np.zeros((frames, dims))
+    v = np.zeros(dims)
+    for t in range(1, frames):
+        v = 0.8 * v + rng.normal(0, 4.0, dims)
+        x[t] = 0.9 * x[t - 1] + v
+    return np.clip(np.rint(x * (top / 255) + top // 2), 0, top).astype(np.int64)

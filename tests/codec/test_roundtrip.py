@@ -33,10 +33,10 @@ def sequences(draw):
 
 @pytest.mark.parametrize("coder", list(CoderId))
 @pytest.mark.parametrize("reference", list(Reference))
-@given(seq=sequences(), gop=st.integers(1, 30))
-def test_decode_of_encode_is_identity(coder, reference, seq, gop):
+@given(seq=sequences(), gop=st.integers(1, 30), fitted=st.booleans())
+def test_decode_of_encode_is_identity(coder, reference, seq, gop, fitted):
     bits, levels, events = seq
-    cfg = config(coder, reference, gop, bits)
+    cfg = config(coder, reference, gop, bits, fitted=fitted)
     enc, dec = ParamEncoder(cfg), ParamDecoder(cfg)
     for i, (q, (face, force, ack)) in enumerate(zip(levels, events)):
         if force:

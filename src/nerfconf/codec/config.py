@@ -7,7 +7,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from nerfconf.codec.entropy import CoderId, ContextPriors, EntropyCoder, make_coder
+from nerfconf.codec.context_coder import ArithmeticCoder, ContextPriors
+from nerfconf.codec.entropy import CoderId, EntropyCoder
+from nerfconf.codec.expgolomb import ExpGolombCoder
 from nerfconf.codec.frame import FORMAT_VERSION, MAX_REF_DISTANCE
 from nerfconf.codec.quantize import MAX_BITS, MIN_BITS, Bounds, Quantizer
 from nerfconf.types import ParamLayout
@@ -57,7 +59,9 @@ class CodecConfig:
         return Quantizer(self.bounds, self.bits)
 
     def make_coder(self, coder: CoderId | None = None) -> EntropyCoder:
-        return make_coder(coder if coder is not None else self.coder, self.layout.dims, self.bits, self.priors)
+        if (coder if coder is not None else self.coder) == CoderId.EXP_GOLOMB:
+            return ExpGolombCoder(self.layout.dims, self.bits)
+        return ArithmeticCoder(self.layout.dims, self.bits, self.priors)
 
     @property
     def tag(self) -> int:

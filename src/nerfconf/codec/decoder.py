@@ -99,12 +99,7 @@ class ParamDecoder:
                 )
             if ref.coder != header.coder:
                 raise BitstreamError(f"frame {seq} uses another entropy coder than its reference {ref_seq}")
-            residual, state = self._coders[header.coder].decode_inter(body, ref.state)
-            levels = [a + b for a, b in zip(ref.levels, residual)]
-            top = self.quantizer.levels
-            for d, v in enumerate(levels):
-                if not 0 <= v <= top:
-                    raise BitstreamError(f"frame {seq} decodes to level {v} in dimension {d}, outside 0..{top}")
+            levels, state = self._coders[header.coder].decode_inter(body, ref.levels, ref.state)
             gop = ref.gop
         # Everything checked: only now does the frame change decoder state.
         if levels is not None:

@@ -96,8 +96,7 @@ class ParamEncoder:
         else:
             ref = self._refs.get(ref_seq)
             assert ref is not None
-            residual = [a - b for a, b in zip(q, ref.levels)]
-            body, state = self.coder.encode_inter(residual, ref.state)
+            body, state = self.coder.encode_inter(q, ref.levels, ref.state)
             header = FrameHeader(
                 FrameType.P, True, self.coder.coder_id, seq, ts, ref_distance=seq_distance(seq, ref_seq)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nerfconf.codec.bitio import BitReader, BitWriter
+from nerfconf.codec.entropy import CoderId, CoderState, check_range
 from nerfconf.codec.errors import BitstreamError
 
 
@@ -46,3 +47,55 @@ def read_ue(r: BitReader, max_prefix: int) -> int:
 
 def read_se(r: BitReader, max_prefix: int) -> int:
     return unsigned_to_signed(read_ue(r, max_prefix))
+
+
+class ExpGolombCoder:
+    """The paper's coder: order-0 Exp-Golomb of signed values.
+
+    I-frames take a fixed ``bits`` per value or Exp-Golomb of the distance from
+    the mid level, whichever is shorter, flagged by the first bit.
+    """
+
+    coder_id = CoderId.EXP_GOLOMB
+
+    def __init__(self, dims: int, bits: int) -> None:
+        self.dims = dims
+        self.bits = bits
+        self.mid = 1 << (bits - 1)
+        self.levels = (1 << bits) - 1
+
+    def encode_intra(self, q: list[int]) -> tuple[bytes, CoderState]:
+        w = BitWriter()
+        centred = [v - self.mid for v in q]
+        if sum(se_bits(v) for v in centred) < self.bits * self.dims:
+            w.write(1, 1)
+            for v in centred:
+                write_se(w, v)
+        else:
+            w.write(0, 1)
+            for v in q:
+                w.write(v, self.bits)
+        return w.to_bytes(), CoderState()
+
+    def encode_inter(self, levels: list[int], ref: tuple[int, ...], state: CoderState) -> tuple[bytes, CoderState]:
+        w = BitWriter()
+        for v, p in zip(levels, ref):
+            write_se(w, v - p)
+        return w.to_bytes(), state
+
+    def decode_intra(self, body: bytes) -> tuple[list[int], CoderState]:
+        r = BitReader(body)
+        if r.read_bit():
+            q = [read_se(r, self.bits) + self.mid for _ in range(self.dims)]
+        else:
+            q = [r.read(self.bits) for _ in range(self.dims)]
+        r.expect_padding()
+        check_range(q, 0, self.levels, "level")
+        return q, CoderState()
+
+    def decode_inter(self, body: bytes, ref: tuple[int, ...], state: CoderState) -> tuple[list[int], CoderState]:
+        r = BitReader(body)
+        levels = [p + read_se(r, self.bits) for p in ref]
+        r.expect_padding()
+        check_range(levels, 0, self.levels, "level")
+        return levels, state

@@ -19,8 +19,6 @@ from nerfconf.codec.config import CodecConfig, Reference
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.codec.entropy import CoderId
-from nerfconf.codec.priors import fit_priors
-from nerfconf.codec.quantize import Bounds, Quantizer
 from nerfconf.tracks import ParamTrack
 
 
@@ -50,15 +48,7 @@ def make_config(
     train: ParamTrack, bits: int, coder: CoderId, reference: Reference, gop_frames: int
 ) -> CodecConfig:
     rows = train.values[train.face_found]
-    bounds = Bounds.from_data(rows)
-    base = CodecConfig(train.layout, bounds, bits=bits, gop_frames=gop_frames)
-    priors = None
-    if coder == CoderId.ARITHMETIC:
-        q = Quantizer(bounds, bits)
-        priors = fit_priors(np.stack([q.quantize(v) for v in rows]), gop_frames, bits)
-    return CodecConfig(
-        base.layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames, priors=priors
-    )
+    return CodecConfig.fit(train.layout, rows, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames)
 
 
 def run_once(config: CodecConfig, test: ParamTrack, ack_delay_frames: int | None) -> tuple[CodecRun, np.ndarray]:

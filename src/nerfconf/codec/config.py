@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import enum
+import json
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from nerfconf.codec.context_coder import ArithmeticCoder, ContextPriors
 from nerfconf.codec.entropy import CoderId, EntropyCoder
 from nerfconf.codec.expgolomb import ExpGolombCoder
 from nerfconf.codec.frame import FORMAT_VERSION, MAX_REF_DISTANCE
+from nerfconf.codec.priors import fit_priors
 from nerfconf.codec.quantize import MAX_BITS, MIN_BITS, Bounds, Quantizer
 from nerfconf.types import ParamLayout
 
@@ -77,3 +81,58 @@ class CodecConfig:
         )
         priors = self.priors.canonical_bytes() if self.priors is not None else b""
         return zlib.crc32(head + self.bounds.canonical_bytes() + priors) & 0xFFFF
+
+    # -- persistence: the codec section of an avatar bundle ---------------------------
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "n_expression": self.layout.n_expression,
+                "translation": self.layout.translation,
+                "bits": self.bits,
+                "coder": self.coder.name.lower(),
+                "reference": self.reference.value,
+                "gop_frames": self.gop_frames,
+                "bounds": json.loads(self.bounds.to_json()),
+                "priors": json.loads(self.priors.to_json()) if self.priors else None,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CodecConfig:
+        try:
+            obj = json.loads(text)
+            if obj["format"] != FORMAT_VERSION:
+                raise ValueError(f"codec format {obj['format']}, this version reads {FORMAT_VERSION}")
+            priors = obj.get("priors")
+            return cls(
+                layout=ParamLayout(int(obj["n_expression"]), bool(obj["translation"])),
+                bounds=Bounds.from_json(json.dumps(obj["bounds"])),
+                bits=int(obj["bits"]),
+                coder=CoderId[str(obj["coder"]).upper()],
+                reference=Reference(obj["reference"]),
+                gop_frames=int(obj["gop_frames"]),
+                priors=ContextPriors.from_json(json.dumps(priors)) if priors else None,
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a codec configuration: {exc!r}") from exc
+
+    @classmethod
+    def fit(
+        cls,
+        layout: ParamLayout,
+        training_values: np.ndarray,
+        *,
+        bits: int = 8,
+        coder: CoderId = CoderId.ARITHMETIC,
+        reference: Reference = Reference.PREV,
+        gop_frames: int = 20,
+    ) -> CodecConfig:
+        """Bounds and arithmetic-coder priors from training frames (rows with a face)."""
+        bounds = Bounds.from_data(training_values)
+        config = cls(layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames)
+        quantizer = config.make_quantizer()
+        levels = np.stack([quantizer.quantize(v) for v in training_values])
+        return replace(config, priors=fit_priors(levels, gop_frames, bits))

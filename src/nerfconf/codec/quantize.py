@@ -16,7 +16,7 @@ MIN_BITS = 4
 MAX_BITS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bounds:
     """Per-dimension ``[lo, hi]``; ships inside the avatar bundle."""
 
@@ -41,6 +41,12 @@ class Bounds:
     @property
     def dims(self) -> int:
         return int(self.lo.size)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bounds) and self.canonical_bytes() == other.canonical_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_bytes())
 
     @classmethod
     def from_data(cls, values: np.ndarray, margin: float = 0.0) -> Bounds:

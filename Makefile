@@ -1,0 +1,34 @@
+# Set-up is `make demo` or `make test` on a fresh machine; nothing else is needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install fuzz bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "nerfconf needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nerfconf demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/nerfconf bench codec
+
+# Long fuzzing runs (not part of `make test`): hypothesis with a large budget, then atheris.
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q -m fuzz
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python fuzz/fuzz_decoder.py -max_total_time=600
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

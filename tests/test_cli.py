@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from nerfconf.cli import main
+from nerfconf.tracks import ParamTrack, synthetic_track
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["demo"], ["bench"], ["bench", "codec"], ["codec"], ["codec", "fit"], ["codec", "encode"]]
+)
+def test_every_command_explains_itself(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    assert "usage: nerfconf" in capsys.readouterr().out
+
+
+def test_codec_fit_encode_decode_round_trip(tmp_path, capsys):
+    track = synthetic_track(300, seed=4)
+    track.face_found[100:110] = False
+    track.save(tmp_path / "t.npz")
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "c.json"), "--test-frames", "0"]) == 0
+    assert main(["codec", "encode", str(tmp_path / "t.npz"), "--config", str(tmp_path / "c.json"),
+                 "-o", str(tmp_path / "s.nfc")]) == 0
+    assert main(["codec", "decode", str(tmp_path / "s.nfc"), "--config", str(tmp_path / "c.json"),
+                 "-o", str(tmp_path / "d.npz")]) == 0
+    out = ParamTrack.load(tmp_path / "d.npz")
+    assert np.array_equal(out.face_found, track.face_found)
+    step = (track.values.max(0) - track.values.min(0)) / 255
+    err = np.abs(out.values - track.values)[track.face_found]
+    assert np.all(err <= step / 2 + 1e-9)
+    assert np.allclose(out.t, track.t, atol=1e-3)
+
+
+def test_damaged_stream_decodes_what_it_can(tmp_path, capsys):
+    track = synthetic_track(100, seed=4)
+    track.save(tmp_path / "t.npz")
+    main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "c.json"), "--test-frames", "0"])
+    main(["codec", "encode", str(tmp_path / "t.npz"), "--config", str(tmp_path / "c.json"),
+          "-o", str(tmp_path / "s.nfc")])
+    data = bytearray((tmp_path / "s.nfc").read_bytes())
+    data[200:230] = bytes(30)
+    (tmp_path / "s.nfc").write_bytes(bytes(data))
+    rc = main(["codec", "decode", str(tmp_path / "s.nfc"), "--config", str(tmp_path / "c.json"),
+               "-o", str(tmp_path / "d.npz")])
+    assert rc == 1
+    assert "could not be decoded" in capsys.readouterr().err
+    assert 50 < len(ParamTrack.load(tmp_path / "d.npz")) < 100
+
+
+def test_user_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{}")
+    (tmp_path / "x.nfc").write_bytes(b"hello")
+    assert main(["codec", "decode", str(tmp_path / "x.nfc"), "--config", str(tmp_path / "bad.json"),
+                 "-o", str(tmp_path / "o.npz")]) == 2
+    assert "not a codec configuration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["codec", "decode", str(tmp_path / "missing.nfc"), "--config", "c.json", "-o", "o.npz"])
+    assert "no such file" in capsys.readouterr().err
+    assert main(["demo", "--loss", "1.5"]) == 2
+    assert "loss must be" in capsys.readouterr().err
+
+
+def test_bench_codec_json(tmp_path, capsys):
+    synthetic_track(400, seed=6).save(tmp_path / "t.npz")
+    assert main(["bench", "codec", "--track", str(tmp_path / "t.npz"), "--json", "--repeats", "1",
+                 "--test-frames", "150"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["source"].startswith("synthetic") and len(result["results"]) == 6

@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# mediapipe pulls the GUI OpenCV, whose cv2 needs the system's libGL; keep the headless one.
+	$(BIN)/python -m pip uninstall --quiet -y opencv-contrib-python
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps opencv-contrib-python-headless==4.11.0.86
 	touch $(STAMP)
 
 install: $(STAMP)

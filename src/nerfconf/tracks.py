@@ -48,13 +48,21 @@ class ParamTrack:
             self.values[i], self.layout, face_found=bool(self.face_found[i]), t_capture=float(self.t[i]), index=i
         )
 
+    def with_layout(self, layout: ParamLayout) -> ParamTrack:
+        """The same frames with translation dropped (or kept); expression counts must match."""
+        if layout.n_expression != self.layout.n_expression or (layout.translation and not self.layout.translation):
+            raise ValueError(f"cannot turn a track of layout {self.layout} into {layout}")
+        return ParamTrack(layout, self.values[:, : layout.dims], self.face_found, self.t, self.source)
+
     def slice(self, start: int, stop: int | None = None) -> ParamTrack:
         s = slice(start, stop)
         return ParamTrack(self.layout, self.values[s], self.face_found[s], self.t[s], self.source)
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, extras: dict[str, np.ndarray] | None = None) -> None:
+        """Writes the track; ``extras`` (per-frame landmarks, timings) are stored beside it as ``x_*``."""
         np.savez_compressed(
             path,
+            **{f"x_{k}": v for k, v in (extras or {}).items()},
             format=np.int64(TRACK_FORMAT),
             n_expression=np.int64(self.layout.n_expression),
             translation=np.bool_(self.layout.translation),
@@ -63,6 +71,11 @@ class ParamTrack:
             t=self.t.astype(np.float64),
             source=np.str_(self.source),
         )
+
+    @staticmethod
+    def load_extras(path: str | Path) -> dict[str, np.ndarray]:
+        with np.load(path, allow_pickle=False) as z:
+            return {k[2:]: z[k] for k in z.files if k.startswith("x_")}
 
     @classmethod
     def load(cls, path: str | Path) -> ParamTrack:

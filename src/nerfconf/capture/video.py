@@ -44,16 +44,26 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def read_frames(
-    path: str | Path, *, start: int = 0, stop: int | None = None, size: int | None = None
+    path: str | Path,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    size: int | None = None,
+    fps: float | None = None,
 ) -> Iterator[Frame]:
     """Decodes frames ``start..stop`` as RGB uint8; ``size`` resizes to a square of that side.
 
-    ``t_capture`` is the frame's presentation time in seconds. A file that
-    breaks partway raises :class:`VideoError` naming the frame, after the
-    frames before it were yielded.
+    ``fps`` resamples to a lower frame rate by keeping the first source frame
+    at or after each tick, as a camera running at that rate would have seen.
+    ``t_capture`` is the frame's presentation time in seconds, and ``index``
+    its index in the source. A file that breaks partway raises
+    :class:`VideoError` naming the frame, after the frames before it were yielded.
     """
     info = probe(path)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
     index = -1
+    next_tick: float | None = None
     try:
         with av.open(str(info.path)) as container:
             stream = container.streams.video[0]
@@ -64,10 +74,16 @@ def read_frames(
                     continue
                 if stop is not None and index >= stop:
                     break
+                t = float(frame.time) if frame.time is not None else index / (info.fps or 25.0)
+                if fps is not None:
+                    if next_tick is None:
+                        next_tick = t
+                    if t + 1e-6 < next_tick:
+                        continue
+                    next_tick += 1.0 / fps
                 if size is not None:
                     frame = frame.reformat(width=size, height=size)
                 image = frame.to_ndarray(format="rgb24")
-                t = float(frame.time) if frame.time is not None else index / (info.fps or 25.0)
                 yield Frame(image=image, t_capture=t, index=index)
     except av.FFmpegError as exc:
         raise VideoError(f"{info.path}: decoding failed at frame {index + 1} ({exc})") from exc

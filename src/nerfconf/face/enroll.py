@@ -1,0 +1,64 @@
+"""Fitting a face model from an enrollment video (``nerfconf face fit``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nerfconf.capture.video import probe, read_frames
+from nerfconf.face.extract import detect_all
+from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel, fit_face_model
+from nerfconf.face.smoothing import OneEuroFilter
+
+
+def smoothed_params(model: FaceModel, landmarks: np.ndarray, times: np.ndarray, smoothing: bool) -> np.ndarray:
+    """Parameters of every frame as the streaming extractor computes them (NaN rows without a face)."""
+    filt = OneEuroFilter(model.param_std) if smoothing else None
+    out = np.full((len(landmarks), model.n_expression + 6), np.nan)
+    for i, (lm, t) in enumerate(zip(landmarks, times)):
+        if not np.all(np.isfinite(lm)):
+            if filt is not None:
+                filt.reset()
+            continue
+        v = model.params(lm)
+        out[i] = filt(v, t) if filt is not None else v
+    return out
+
+
+def fit_from_video(
+    path: str | Path,
+    *,
+    n_expression: int = 46,
+    test_frames: int = 0,
+    hfov_deg: float = DEFAULT_HFOV_DEG,
+    smoothing: bool = True,
+    progress: bool = False,
+) -> tuple[FaceModel, np.ndarray, np.ndarray]:
+    """Fits on all but the last ``test_frames`` frames; returns the model, landmarks and times used.
+
+    The bounds are taken over the parameters exactly as the (smoothing)
+    extractor will produce them, so the codec's quantization range matches
+    what it will be sent.
+    """
+    info = probe(path)
+    stop = info.frames - test_frames if test_frames and info.frames else None
+    if stop is not None and stop <= 0:
+        raise ValueError(f"{path}: has {info.frames} frames, fewer than the {test_frames} held out")
+    frames = read_frames(path, stop=stop)
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        frames = tqdm(frames, total=stop or info.frames or None, unit="frame", desc=f"landmarks {Path(path).name}")
+    landmarks, times = detect_all(frames)
+    found = np.all(np.isfinite(landmarks.reshape(len(landmarks), -1)), axis=1)
+    if not found.any():
+        raise ValueError(f"{path}: no face found in any of its {len(landmarks)} frames")
+    model = fit_face_model(
+        landmarks, (info.width, info.height), n_expression=n_expression, hfov_deg=hfov_deg,
+        metadata={"source": Path(path).name, "test_frames": test_frames, "smoothing": smoothing},
+    )
+    params = smoothed_params(model, landmarks, times, smoothing)
+    rows = params[found]
+    model.bounds_lo, model.bounds_hi = rows.min(axis=0), rows.max(axis=0)
+    return model, landmarks, times

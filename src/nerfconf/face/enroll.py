@@ -35,7 +35,10 @@ def fit_from_video(
     smoothing: bool = True,
     progress: bool = False,
 ) -> tuple[FaceModel, np.ndarray, np.ndarray]:
-    """Fits on all but the last ``test_frames`` frames; returns the model, landmarks and times used.
+    """Fits on all but the last ``test_frames`` frames.
+
+    Returns the model, and the parameters (NaN rows without a face) and times
+    of the frames it was fitted on.
 
     The bounds are taken over the parameters exactly as the (smoothing)
     extractor will produce them, so the codec's quantization range matches
@@ -51,14 +54,33 @@ def fit_from_video(
 
         frames = tqdm(frames, total=stop or info.frames or None, unit="frame", desc=f"landmarks {Path(path).name}")
     landmarks, times = detect_all(frames)
+    try:
+        model, params = fit_from_landmarks(
+            landmarks, times, (info.width, info.height), n_expression=n_expression, hfov_deg=hfov_deg,
+            smoothing=smoothing, metadata={"source": Path(path).name, "test_frames": test_frames},
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return model, params, times
+
+
+def fit_from_landmarks(
+    landmarks: np.ndarray,
+    times: np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    n_expression: int = 46,
+    hfov_deg: float = DEFAULT_HFOV_DEG,
+    smoothing: bool = True,
+    metadata: dict | None = None,
+) -> tuple[FaceModel, np.ndarray]:
+    """The model and the parameters of the frames it was fitted on (NaN rows without a face)."""
     found = np.all(np.isfinite(landmarks.reshape(len(landmarks), -1)), axis=1)
     if not found.any():
-        raise ValueError(f"{path}: no face found in any of its {len(landmarks)} frames")
-    model = fit_face_model(
-        landmarks, (info.width, info.height), n_expression=n_expression, hfov_deg=hfov_deg,
-        metadata={"source": Path(path).name, "test_frames": test_frames, "smoothing": smoothing},
-    )
+        raise ValueError(f"no face found in any of the {len(landmarks)} enrollment frames")
+    model = fit_face_model(landmarks, image_size, n_expression=n_expression, hfov_deg=hfov_deg,
+                           metadata={**(metadata or {}), "smoothing": smoothing})
     params = smoothed_params(model, landmarks, times, smoothing)
     rows = params[found]
     model.bounds_lo, model.bounds_hi = rows.min(axis=0), rows.max(axis=0)
-    return model, landmarks, times
+    return model, params

@@ -10,7 +10,13 @@ relative depth on the same scale as x, so the points are a weak-perspective
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+# MediaPipe's C++ core logs set-up chatter to stderr at import; keep only errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 N_LANDMARKS = 478
 # Mesh indices used across the face module (MediaPipe's canonical mesh topology).

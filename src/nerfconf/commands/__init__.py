@@ -1,0 +1,1 @@
+"""Sub-commands of ``nerfconf``: each module registers its own parsers."""

@@ -12,6 +12,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +37,18 @@ class CodecRun:
     decode_us_median: float
     frames: int
     i_frames: int
+
+
+def extracted_track(video: Path, *, test_frames: int = 500, fps: float = 20.0, progress: bool = False) -> ParamTrack:
+    """The real parameter track of a video: face model fitted on all but its last
+    ``test_frames`` frames, then extraction at the call's frame rate."""
+    from nerfconf.face.enroll import fit_from_video  # noqa: PLC0415
+    from nerfconf.face.extract import extract_video  # noqa: PLC0415
+
+    model, _, _ = fit_from_video(video, test_frames=test_frames, progress=progress)
+    track, _ = extract_video(video, model, fps=fps, progress=progress)
+    track.source = f"{video.name} at {fps:g} fps, face model fitted on all but its last {test_frames} frames"
+    return track
 
 
 def split_track(track: ParamTrack, test_frames: int) -> tuple[ParamTrack, ParamTrack]:

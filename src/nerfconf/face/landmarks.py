@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from nerfconf.face.native import quiet_native_stderr
+
 # MediaPipe's C++ core logs set-up chatter to stderr at import; keep only errors.
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -40,20 +42,34 @@ class FaceMeshDetector:
     def __init__(self, *, stream: bool = True, min_confidence: float = 0.5) -> None:
         if not 0.0 < min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in (0, 1), got {min_confidence}")
-        from mediapipe.python.solutions import face_mesh  # noqa: PLC0415 - slow import, load on use
+        with quiet_native_stderr():
+            from mediapipe.python.solutions import face_mesh  # noqa: PLC0415 - slow import, load on use
 
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=not stream,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=not stream,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+            # The graph's calculators open on worker threads; one blank frame waits for them,
+            # so their start-up logging lands inside this quiet block.
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+        self._warm = False
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """Landmarks of the face in an RGB uint8 image, or None when no face passes the confidence bar."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        if self._warm:
+            return self._detect(image)
+        # The landmark model's TFLite delegates start, noisily, on the first frame with a face.
+        with quiet_native_stderr():
+            points = self._detect(image)
+        self._warm = points is not None
+        return points
+
+    def _detect(self, image: np.ndarray) -> np.ndarray | None:
         h, w = image.shape[:2]
         result = self._mesh.process(np.ascontiguousarray(image))
         if not result.multi_face_landmarks:

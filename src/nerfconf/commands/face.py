@@ -56,6 +56,20 @@ def extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def segment(args: argparse.Namespace) -> int:
+    from nerfconf.capture.video import VideoError  # noqa: PLC0415
+    from nerfconf.face.segment import write_head_video  # noqa: PLC0415
+
+    try:
+        stats = write_head_video(args.video, args.output, size=args.size, start=args.start, stop=args.stop,
+                                 neck_margin=args.neck_margin, progress=True)
+    except (VideoError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    print(f"wrote {args.output}: {stats.frames} head-only frames on white ({stats.width}x{stats.height}), "
+          f"face found in {stats.frames_with_face}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     face = sub.add_parser("face", help="fit a person's face model; extract face parameters from video")
     face_sub = face.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -89,3 +103,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", type=int, default=None, help="frame to stop before")
     p.add_argument("--no-smoothing", action="store_true", help="send raw tracker output (no One Euro filter)")
     p.set_defaults(func=extract)
+
+    p = face_sub.add_parser(
+        "segment", help="write the head-only video on a white background (what avatars train on)",
+        description="Masks every frame to the head (face, hair, ears, neck to a margin below the chin; "
+        "see docs/head_mask.md) and composites it on white, losslessly (libx264rgb, crf 0).")
+    p.add_argument("video", type=existing_file)
+    p.add_argument("-o", "--output", type=Path, required=True, help="video to write (.mp4)")
+    p.add_argument("--size", type=int, default=None, help="resize frames to a square of this side first")
+    p.add_argument("--start", type=int, default=0, help="first frame")
+    p.add_argument("--stop", type=int, default=None, help="frame to stop before")
+    p.add_argument("--neck-margin", type=float, default=0.25, help="neck kept below the chin, in face heights")
+    p.set_defaults(func=segment)

@@ -40,8 +40,7 @@ def decode_checked(dec: ParamDecoder, data: bytes) -> None:
     except BitstreamError:
         return
     if out.levels is not None:
-        top = dec.quantizer.levels
-        assert out.levels.min() >= 0 and out.levels.max() <= top, out.levels
+        assert np.all(out.levels >= 0) and np.all(out.levels <= dec.quantizer.top), out.levels
         assert np.all(np.isfinite(out.params.to_vector(dec.config.layout)))
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nerfconf.cli import main
+from nerfconf.codec.config import CodecConfig
 from nerfconf.tracks import ParamTrack, synthetic_track
 
 
@@ -28,7 +29,7 @@ def test_codec_fit_encode_decode_round_trip(tmp_path, capsys):
                  "-o", str(tmp_path / "d.npz")]) == 0
     out = ParamTrack.load(tmp_path / "d.npz")
     assert np.array_equal(out.face_found, track.face_found)
-    step = (track.values.max(0) - track.values.min(0)) / 255
+    step = CodecConfig.from_json((tmp_path / "c.json").read_text()).make_quantizer().step
     err = np.abs(out.values - track.values)[track.face_found]
     assert np.all(err <= step / 2 + 1e-9)
     assert np.allclose(out.t, track.t, atol=1e-3)
@@ -68,4 +69,4 @@ def test_bench_codec_json(tmp_path, capsys):
     assert main(["bench", "codec", "--track", str(tmp_path / "t.npz"), "--json", "--repeats", "1",
                  "--test-frames", "150"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["source"].startswith("synthetic") and len(result["results"]) == 6
+    assert result["source"].startswith("synthetic") and len(result["results"]) == 12

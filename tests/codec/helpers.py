@@ -29,10 +29,10 @@ def config(
     )
 
 
-def smooth_levels(frames: int, dims: int, bits: int = 8, seed: int = 0) -> np.ndarray:
+def smooth_levels(frames: int, dims: int, bits: int | tuple[int, ...] = 8, seed: int = 0) -> np.ndarray:
     """Levels that move with momentum around mid-range, like smoothed face parameters."""
     rng = np.random.default_rng(seed)
-    top = (1 << bits) - 1
+    top = (1 << np.broadcast_to(np.asarray(bits), (dims,))) - 1
     x = np.zeros((frames, dims))
     v = np.zeros(dims)
     for t in range(1, frames):

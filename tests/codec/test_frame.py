@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from nerfconf.codec.errors import BitstreamError, IncompatibleStreamError
 from nerfconf.codec.frame import (
     DELIMITER,
+    FORMAT_VERSION,
     MAX_FRAMES_PER_DATAGRAM,
     FrameHeader,
     StreamDeframer,
@@ -53,29 +54,37 @@ def test_deframer_resynchronises_after_garbage():
 
 def test_header_round_trip_and_sizes():
     i = FrameHeader(FrameType.I, True, 1, 65535, (1 << 24) - 1, config_tag=0xBEEF)
-    p1 = FrameHeader(FrameType.P, True, 0, 7, 50, ref_distance=1)
-    p9 = FrameHeader(FrameType.P, True, 0, 7, 50, ref_distance=9)
+    p1 = FrameHeader(FrameType.P, True, 0, 7, None, ref_distance=1, time_delta_ms=50)
+    p9 = FrameHeader(FrameType.P, True, 0, 7, None, ref_distance=9, time_delta_ms=255)
+    p_long = FrameHeader(FrameType.P, True, 1, 7, 12345, ref_distance=1)
     empty = FrameHeader(FrameType.P, False, 0, 8, 100)
-    for h, size in ((i, 8), (p1, 6), (p9, 7)):
+    for h, size in ((i, 8), (p1, 4), (p9, 5), (p_long, 6)):
         data = write_frame(h, b"\x12")
         assert len(data) == size + 1
         assert read_frame(data) == (h, b"\x12")
     assert read_frame(write_frame(empty, b"")) == (empty, b"")
 
 
+V = FORMAT_VERSION << 5
+I_, FACE, AC, NEAR, SHORT = 0x00, 0x08, 0x04, 0x02, 0x01
+P_ = 0x10
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"\x20\x00", "shorter than"),
-        (bytes([0x30, 0, 0, 0, 0, 0, 1]), "unknown frame type"),
-        (bytes([0x20, 0, 0, 0, 0, 0]), "I-frames always carry a face"),
-        (bytes([0x24, 0, 0, 0, 0, 0, 1]), "configuration tag"),
-        (bytes([0x2C, 0, 0, 0, 0, 0]), "reference distance"),
-        (bytes([0x2C, 0, 0, 0, 0, 0, 1, 5]), "distance 1"),
-        (bytes([0x2D, 0, 0, 0, 0, 0]), "carries no parameters"),
-        (bytes([0x28, 0, 0, 0, 0, 0, 9]), "carries a body"),
-        (bytes([0x29, 0, 0, 0, 0, 0]), "malformed header"),
-        (b"\x20" + bytes(2000), "limit"),
+        (bytes([V, 0]), "shorter than"),
+        (bytes([V | I_ | FACE, 0, 0, 0, 0]), "truncated inside its timestamp"),
+        (bytes([V | I_, 0, 0, 0, 0, 0]), "I-frames always carry a face"),
+        (bytes([V | I_ | FACE, 0, 0, 0, 0, 0, 1]), "configuration tag"),
+        (bytes([V | P_ | FACE, 0, 0, 0, 0, 0]), "reference distance"),
+        (bytes([V | P_ | FACE, 0, 0, 0, 0, 0, 1, 5]), "distance 1"),
+        (bytes([V | P_ | FACE | NEAR, 0, 0, 0, 0, 0]), "carries no parameters"),
+        (bytes([V | P_, 0, 0, 0, 0, 0, 9]), "carries a body"),
+        (bytes([V | P_ | NEAR, 0, 0, 0, 0, 0]), "malformed header"),
+        (bytes([V | P_ | SHORT, 0, 0, 10]), "relative timestamp"),
+        (bytes([V | I_ | FACE | SHORT, 0, 0, 10, 0, 0, 1]), "relative timestamp"),
+        (bytes([V]) + bytes(2000), "limit"),
     ],
 )
 def test_malformed_headers_are_named(data, message):
@@ -84,8 +93,8 @@ def test_malformed_headers_are_named(data, message):
 
 
 def test_other_format_version_is_an_incompatible_stream():
-    with pytest.raises(IncompatibleStreamError, match="version 2"):
-        read_frame(bytes([0x40 | 0x0D, 0, 0, 0, 0, 0, 1]))
+    with pytest.raises(IncompatibleStreamError, match=f"version {FORMAT_VERSION + 1}"):
+        read_frame(bytes([((FORMAT_VERSION + 1) << 5) | 0x1A, 0, 0, 0, 0, 0, 1]))
 
 
 @given(st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=MAX_FRAMES_PER_DATAGRAM))

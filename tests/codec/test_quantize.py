@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nerfconf.codec.quantize import Bounds, Quantizer
+from nerfconf.codec.quantize import Bounds, Quantizer, equal_step_bits
 
 
 def bounds(d=5):
@@ -73,3 +73,21 @@ def test_bounds_json_round_trip():
     assert np.array_equal(again.lo, b.lo) and np.array_equal(again.hi, b.hi)
     with pytest.raises(ValueError, match="bounds JSON"):
         Bounds.from_json('{"lo": [1]}')
+
+
+def test_equal_step_allocation_gives_narrow_components_fewer_bits():
+    lo = np.zeros(6)
+    hi = np.array([100.0, 49.0, 10.0, 0.5, 1.0, 1.0])  # three expression components, then pose
+    bits = equal_step_bits(Bounds(lo, hi), 3, max_bits=8)
+    assert bits == (8, 7, 5, 8, 8, 8)
+    q = Quantizer(Bounds(lo, hi), bits)
+    assert q.step[:3] == pytest.approx([100 / 255, 49 / 127, 10 / 31])
+    assert max(q.step[:3]) <= 100 / 255 * 1.01  # no component is coarser than the widest one
+    assert equal_step_bits(Bounds(lo, np.array([100.0, 0.01, 1, 1, 1, 1])), 2)[1] == 4  # floor of 4 bits
+
+
+def test_per_dimension_depths_are_validated():
+    with pytest.raises(ValueError, match="one quantization depth per dimension"):
+        Quantizer(bounds(3), (8, 8))
+    with pytest.raises(ValueError, match="4..10 bits, got 12"):
+        Quantizer(bounds(2), (8, 12))

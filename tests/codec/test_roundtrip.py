@@ -18,12 +18,13 @@ DIMS = LAYOUT.dims
 
 @st.composite
 def sequences(draw):
-    bits = draw(st.integers(4, 10))
-    top = (1 << bits) - 1
+    # one depth for all dimensions, or one per dimension (equal-step allocation)
+    bits = draw(st.one_of(st.integers(4, 10), st.tuples(*(st.integers(4, 10),) * DIMS)))
+    tops = [(1 << b) - 1 for b in (bits if isinstance(bits, tuple) else (bits,) * DIMS)]
     n = draw(st.integers(1, 40))
     style = draw(st.sampled_from(["any", "smooth"]))
     if style == "any":
-        levels = draw(st.lists(st.lists(st.integers(0, top), min_size=DIMS, max_size=DIMS), min_size=n, max_size=n))
+        levels = draw(st.lists(st.tuples(*(st.integers(0, t) for t in tops)), min_size=n, max_size=n))
     else:
         levels = smooth_levels(n, DIMS, bits, seed=draw(st.integers(0, 1000))).tolist()
     # per frame: has a face, the encoder is told to force an I-frame, the receiver acks it

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfconf.codec.config import CodecConfig, Reference
+from nerfconf.codec.config import Allocation, CodecConfig, Reference
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.codec.entropy import CoderId
@@ -58,10 +58,34 @@ def split_track(track: ParamTrack, test_frames: int) -> tuple[ParamTrack, ParamT
 
 
 def make_config(
-    train: ParamTrack, bits: int, coder: CoderId, reference: Reference, gop_frames: int
+    train: ParamTrack,
+    bits: int,
+    coder: CoderId,
+    reference: Reference,
+    gop_frames: int,
+    allocation: Allocation = Allocation.EQUAL_STEP,
 ) -> CodecConfig:
     rows = train.values[train.face_found]
-    return CodecConfig.fit(train.layout, rows, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames)
+    return CodecConfig.fit(train.layout, rows, bits=bits, allocation=allocation, coder=coder, reference=reference,
+                           gop_frames=gop_frames)
+
+
+def quantization_error(config: CodecConfig, test: ParamTrack) -> dict:
+    """What quantization alone costs on the test frames (values clamped to the bounds first).
+
+    Expression coefficients are millimetres along orthonormal landmark
+    directions, so the L2 norm of their error is the landmark displacement
+    error in millimetres, summed over all 478 points.
+    """
+    q = config.make_quantizer()
+    rows = test.values[test.face_found]
+    clipped = np.clip(rows, config.bounds.lo, config.bounds.hi)
+    error = np.stack([q.dequantize(q.quantize(v)) for v in clipped]) - clipped
+    k = config.layout.n_expression
+    return {
+        "expression_l2_mean": float(np.linalg.norm(error[:, :k], axis=1).mean()),
+        "rotation_deg_max": float(np.degrees(np.abs(error[:, k : k + 3]).max())),
+    }
 
 
 def run_once(config: CodecConfig, test: ParamTrack, ack_delay_frames: int | None) -> tuple[CodecRun, np.ndarray]:
@@ -122,22 +146,33 @@ def bench_codec(
         (Reference.ANCHOR, None),
     ]
     results = []
-    reference_levels = None
-    for coder in (CoderId.EXP_GOLOMB, CoderId.ARITHMETIC):
-        for reference, delay in modes:
-            config = make_config(train, bits, coder, reference, gop)
-            runs = []
-            for _ in range(repeats):
-                run, levels = run_once(config, test, delay)
-                runs.append(run)
-            if reference_levels is None:
-                reference_levels = levels
-            identical = bool(np.array_equal(levels, reference_levels))
-            med = {
-                k: statistics.median(getattr(r, k) for r in runs)
-                for k in ("encode_us_median", "decode_us_median")
-            }
-            results.append({**asdict(runs[0]), **med, "decoded_identical": identical})
+    allocations = {}
+    for allocation in (Allocation.UNIFORM, Allocation.EQUAL_STEP):
+        reference_levels = None
+        for coder in (CoderId.EXP_GOLOMB, CoderId.ARITHMETIC):
+            for reference, delay in modes:
+                config = make_config(train, bits, coder, reference, gop, allocation)
+                runs = []
+                for _ in range(repeats):
+                    run, levels = run_once(config, test, delay)
+                    runs.append(run)
+                if reference_levels is None:
+                    reference_levels = levels
+                    allocations[allocation.value] = {
+                        "bits": list(config.bits),
+                        "fixed_bits_kbps": sum(config.bits) * fps / 1000,
+                        "quantization_error": quantization_error(config, test),
+                    }
+                med = {
+                    k: statistics.median(getattr(r, k) for r in runs)
+                    for k in ("encode_us_median", "decode_us_median")
+                }
+                results.append({
+                    "allocation": allocation.value,
+                    **asdict(runs[0]),
+                    **med,
+                    "decoded_identical": bool(np.array_equal(levels, reference_levels)),
+                })
     q = make_config(train, bits, CoderId.EXP_GOLOMB, Reference.PREV, gop).make_quantizer()
     for v in test.values[test.face_found]:
         q.quantize(v)
@@ -154,6 +189,6 @@ def bench_codec(
         "repeats": repeats,
         "clamped_fraction": q.stats.clamped / max(1, q.stats.values),
         "unquantized_kbps": dims * 32 * fps / 1000,
-        "fixed_bits_kbps": dims * bits * fps / 1000,
+        "allocations": allocations,
         "results": results,
     }

@@ -15,7 +15,7 @@ from nerfconf.codec.entropy import CoderId, EntropyCoder
 from nerfconf.codec.expgolomb import ExpGolombCoder
 from nerfconf.codec.frame import FORMAT_VERSION, MAX_REF_DISTANCE
 from nerfconf.codec.priors import fit_priors
-from nerfconf.codec.quantize import MAX_BITS, MIN_BITS, Bounds, Quantizer
+from nerfconf.codec.quantize import Bounds, Quantizer, equal_step_bits, normalize_bits
 from nerfconf.types import ParamLayout
 
 DEFAULT_FPS = 20.0
@@ -30,11 +30,21 @@ class Reference(enum.Enum):
     ANCHOR = "anchor"
 
 
+class Allocation(enum.Enum):
+    """How quantization depth is spread over the dimensions."""
+
+    #: every dimension gets the same depth between its own bounds (the paper)
+    UNIFORM = "uniform"
+    #: expression components share one step size; pose keeps the full depth
+    EQUAL_STEP = "equal-step"
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     layout: ParamLayout
     bounds: Bounds
-    bits: int = 8
+    #: quantization depth: one for every dimension, or one per dimension (normalised to a tuple)
+    bits: int | tuple[int, ...] = 8
     coder: CoderId = CoderId.ARITHMETIC
     reference: Reference = Reference.PREV
     #: frames per GOP; 20 is one second at the paper's 20 fps
@@ -46,8 +56,7 @@ class CodecConfig:
             raise ValueError(
                 f"bounds have {self.bounds.dims} dimensions but the layout has {self.layout.dims}"
             )
-        if not MIN_BITS <= self.bits <= MAX_BITS:
-            raise ValueError(f"quantization depth must be {MIN_BITS}..{MAX_BITS} bits, got {self.bits}")
+        object.__setattr__(self, "bits", normalize_bits(self.bits, self.layout.dims))
         if not 1 <= self.gop_frames <= MAX_REF_DISTANCE + 1:
             raise ValueError(f"GOP length must be 1..{MAX_REF_DISTANCE + 1} frames, got {self.gop_frames}")
         if self.priors is not None and self.priors.dims != self.layout.dims:
@@ -64,8 +73,8 @@ class CodecConfig:
 
     def make_coder(self, coder: CoderId | None = None) -> EntropyCoder:
         if (coder if coder is not None else self.coder) == CoderId.EXP_GOLOMB:
-            return ExpGolombCoder(self.layout.dims, self.bits)
-        return ArithmeticCoder(self.layout.dims, self.bits, self.priors)
+            return ExpGolombCoder(self.bits)
+        return ArithmeticCoder(self.bits, self.priors)
 
     @property
     def tag(self) -> int:
@@ -76,9 +85,8 @@ class CodecConfig:
         garbage. The coder and reference mode are not part of it: the coder is
         named in every frame header and the reference in every P-frame.
         """
-        head = struct.pack(
-            "<BBBB", FORMAT_VERSION, self.layout.n_expression, int(self.layout.translation), self.bits
-        )
+        head = struct.pack("<BBB", FORMAT_VERSION, self.layout.n_expression, int(self.layout.translation))
+        head += bytes(self.bits)
         priors = self.priors.canonical_bytes() if self.priors is not None else b""
         return zlib.crc32(head + self.bounds.canonical_bytes() + priors) & 0xFFFF
 
@@ -90,7 +98,7 @@ class CodecConfig:
                 "format": FORMAT_VERSION,
                 "n_expression": self.layout.n_expression,
                 "translation": self.layout.translation,
-                "bits": self.bits,
+                "bits": list(self.bits),
                 "coder": self.coder.name.lower(),
                 "reference": self.reference.value,
                 "gop_frames": self.gop_frames,
@@ -110,7 +118,7 @@ class CodecConfig:
             return cls(
                 layout=ParamLayout(int(obj["n_expression"]), bool(obj["translation"])),
                 bounds=Bounds.from_json(json.dumps(obj["bounds"])),
-                bits=int(obj["bits"]),
+                bits=obj["bits"] if isinstance(obj["bits"], int) else tuple(int(b) for b in obj["bits"]),
                 coder=CoderId[str(obj["coder"]).upper()],
                 reference=Reference(obj["reference"]),
                 gop_frames=int(obj["gop_frames"]),
@@ -126,13 +134,22 @@ class CodecConfig:
         training_values: np.ndarray,
         *,
         bits: int = 8,
+        allocation: Allocation = Allocation.EQUAL_STEP,
         coder: CoderId = CoderId.ARITHMETIC,
         reference: Reference = Reference.PREV,
         gop_frames: int = 20,
     ) -> CodecConfig:
-        """Bounds and arithmetic-coder priors from training frames (rows with a face)."""
+        """Bounds, bit depths and arithmetic-coder priors from training frames (rows with a face).
+
+        ``bits`` is the depth of every dimension (``uniform``, the paper) or of
+        the widest expression component (``equal-step``, see
+        :func:`~nerfconf.codec.quantize.equal_step_bits`).
+        """
         bounds = Bounds.from_data(training_values)
-        config = cls(layout, bounds, bits=bits, coder=coder, reference=reference, gop_frames=gop_frames)
+        depths: int | tuple[int, ...] = bits
+        if allocation == Allocation.EQUAL_STEP:
+            depths = equal_step_bits(bounds, layout.n_expression, max_bits=bits)
+        config = cls(layout, bounds, bits=depths, coder=coder, reference=reference, gop_frames=gop_frames)
         quantizer = config.make_quantizer()
         levels = np.stack([quantizer.quantize(v) for v in training_values])
-        return replace(config, priors=fit_priors(levels, gop_frames, bits))
+        return replace(config, priors=fit_priors(levels, gop_frames, config.bits))

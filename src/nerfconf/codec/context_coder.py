@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerfconf.codec.arith import COUNT_ONE, ArithmeticDecoder, ArithmeticEncoder
-from nerfconf.codec.entropy import CoderId, CoderState, check_range
+from nerfconf.codec.entropy import CoderId, CoderState, check_levels
 from nerfconf.codec.errors import BitstreamError
 
 MODEL_NAME = "scale-octave-1"
@@ -102,22 +102,21 @@ def _code_bins(enc: ArithmeticEncoder, ctx: list[int], bins: list[Bin]) -> None:
 class _InterModel:
     """Walks one P-frame dimension by dimension: its prediction and its contexts."""
 
-    __slots__ = ("priors", "state", "activity", "expected", "top")
+    __slots__ = ("priors", "state", "activity", "expected")
 
-    def __init__(self, priors: ContextPriors, state: CoderState, bits: int) -> None:
+    def __init__(self, priors: ContextPriors, state: CoderState) -> None:
         assert state.scales is not None and state.last_residual is not None and state.last_delta is not None
         self.priors = priors
         self.state = state
         self.activity = _ACTIVITY_PRIOR
         self.expected = _ACTIVITY_PRIOR
-        self.top = (1 << bits) - 1
 
-    def predict(self, ref: tuple[int, ...]) -> list[int]:
-        pr, top = self.priors, self.top
+    def predict(self, ref: tuple[int, ...], top: list[int]) -> list[int]:
+        pr = self.priors
         out = []
-        for p, dlt, a, b, c in zip(ref, self.state.last_delta, pr.momentum, pr.pullback, pr.centre):
+        for p, dlt, a, b, c, t in zip(ref, self.state.last_delta, pr.momentum, pr.pullback, pr.centre, top):
             p += (a * dlt + b * (c - p) + 128) >> 8
-            out.append(0 if p < 0 else top if p > top else p)
+            out.append(0 if p < 0 else t if p > t else p)
         return out
 
     def contexts(self, d: int) -> tuple[int, int, int, int]:
@@ -139,18 +138,18 @@ class _InterModel:
 
 
 def inter_bins(priors: ContextPriors, levels: list[int], ref: tuple[int, ...], state: CoderState,
-               bits: int) -> tuple[list[Bin], CoderState]:
+               bits: tuple[int, ...]) -> tuple[list[Bin], CoderState]:
     """Binarises one P-frame; the one definition, used by the encoder and by prior fitting.
 
     Returns the bins and the state the frame leaves behind (with ``state.ctx``
     unchanged: only coding the bins updates counts).
     """
-    model = _InterModel(priors, state, bits)
+    model = _InterModel(priors, state)
     bins: list[Bin] = []
-    residual = [v - p for v, p in zip(levels, model.predict(ref))]
+    residual = [v - p for v, p in zip(levels, model.predict(ref, [(1 << b) - 1 for b in bits]))]
     for d, r in enumerate(residual):
         nonzero, sign, klass, topbit = model.contexts(d)
-        _signed_bins(bins.append, r, nonzero, sign, klass, topbit, bits - 1)
+        _signed_bins(bins.append, r, nonzero, sign, klass, topbit, bits[d] - 1)
         model.coded(d, r)
     return bins, model.next_state(levels, ref, residual, state.ctx)
 
@@ -230,14 +229,14 @@ class ContextPriors:
 class ArithmeticCoder:
     coder_id = CoderId.ARITHMETIC
 
-    def __init__(self, dims: int, bits: int, priors: ContextPriors | None = None) -> None:
-        self.dims = dims
+    def __init__(self, bits: tuple[int, ...], priors: ContextPriors | None = None) -> None:
         self.bits = bits
-        self.mid = 1 << (bits - 1)
-        self.levels = (1 << bits) - 1
-        self.priors = priors or ContextPriors.uniform(dims)
-        if self.priors.dims != dims:
-            raise ValueError(f"context priors are for {self.priors.dims} dimensions, not {dims}")
+        self.dims = len(bits)
+        self.mid = tuple(1 << (b - 1) for b in bits)
+        self.top = [(1 << b) - 1 for b in bits]
+        self.priors = priors or ContextPriors.uniform(self.dims)
+        if self.priors.dims != self.dims:
+            raise ValueError(f"context priors are for {self.priors.dims} dimensions, not {self.dims}")
         self._fresh = self.priors.initial_state()
 
     # -- I-frames: the model resets, so each GOP decodes on its own -----------------
@@ -246,14 +245,13 @@ class ArithmeticCoder:
         """Fixed-width levels or context-coded distances from mid, whichever is shorter."""
         fixed = ArithmeticEncoder()
         fixed.encode_bypass(0, 1)
-        for v in q:
-            fixed.encode_bypass(v, self.bits)
+        for v, b in zip(q, self.bits):
+            fixed.encode_bypass(v, b)
         adaptive = ArithmeticEncoder()
         adaptive.encode_bypass(1, 1)
         bins: list[Bin] = []
-        for v in q:
-            _signed_bins(bins.append, v - self.mid, _ICTX_NONZERO, _ICTX_SIGN, _ICTX_CLASS, _ICTX_TOPBIT,
-                         self.bits - 1)
+        for v, m, b in zip(q, self.mid, self.bits):
+            _signed_bins(bins.append, v - m, _ICTX_NONZERO, _ICTX_SIGN, _ICTX_CLASS, _ICTX_TOPBIT, b - 1)
         _code_bins(adaptive, [COUNT_ONE // 2] * (2 * _N_ICTX), bins)
         a, b = fixed.finish(), adaptive.finish()
         return (b if len(b) < len(a) else a), self._fresh
@@ -261,16 +259,15 @@ class ArithmeticCoder:
     def decode_intra(self, body: bytes) -> tuple[list[int], CoderState]:
         dec = ArithmeticDecoder(body)
         if dec.decode_bypass(1) == 0:
-            q = [dec.decode_bypass(self.bits) for _ in range(self.dims)]
+            q = [dec.decode_bypass(b) for b in self.bits]
         else:
             ctx = [COUNT_ONE // 2] * (2 * _N_ICTX)
             q = [
-                self.mid
-                + _decode_signed(dec, ctx, _ICTX_NONZERO, _ICTX_SIGN, _ICTX_CLASS, _ICTX_TOPBIT, self.bits - 1)
-                for _ in range(self.dims)
+                m + _decode_signed(dec, ctx, _ICTX_NONZERO, _ICTX_SIGN, _ICTX_CLASS, _ICTX_TOPBIT, b - 1)
+                for m, b in zip(self.mid, self.bits)
             ]
         dec.finish()
-        check_range(q, 0, self.levels, "level")
+        check_levels(q, self.top)
         return q, self._fresh
 
     # -- P-frames -------------------------------------------------------------------
@@ -288,14 +285,14 @@ class ArithmeticCoder:
             raise BitstreamError("arithmetic-coded P-frame predicts from a frame of another coder")
         ctx = state.ctx.copy()
         dec = ArithmeticDecoder(body)
-        model = _InterModel(self.priors, state, self.bits)
+        model = _InterModel(self.priors, state)
         residual = []
-        for d in range(self.dims):
+        for d, b in enumerate(self.bits):
             nonzero, sign, klass, topbit = model.contexts(d)
-            r = _decode_signed(dec, ctx, nonzero, sign, klass, topbit, self.bits - 1)
+            r = _decode_signed(dec, ctx, nonzero, sign, klass, topbit, b - 1)
             model.coded(d, r)
             residual.append(r)
         dec.finish()
-        levels = [p + r for p, r in zip(model.predict(ref), residual)]
-        check_range(levels, 0, self.levels, "level")
+        levels = [p + r for p, r in zip(model.predict(ref, self.top), residual)]
+        check_levels(levels, self.top)
         return levels, model.next_state(levels, ref, residual, ctx)

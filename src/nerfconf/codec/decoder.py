@@ -87,6 +87,7 @@ class ParamDecoder:
                 )
             levels, state = self._coders[header.coder].decode_intra(body)
             gop = seq
+            timestamp = header.timestamp_ms
         elif header.face_found:
             assert header.ref_distance is not None
             ref_seq = (seq - header.ref_distance) % SEQ_MODULO
@@ -101,11 +102,17 @@ class ParamDecoder:
                 raise BitstreamError(f"frame {seq} uses another entropy coder than its reference {ref_seq}")
             levels, state = self._coders[header.coder].decode_inter(body, ref.levels, ref.state)
             gop = ref.gop
+            timestamp = header.timestamp_ms
+            if header.time_delta_ms is not None:
+                timestamp = (ref.timestamp_ms + header.time_delta_ms) % TIMESTAMP_MODULO
+        else:
+            timestamp = header.timestamp_ms
+        assert timestamp is not None
         # Everything checked: only now does the frame change decoder state.
         if levels is not None:
-            self._refs.put(seq, ReferenceFrame(tuple(levels), CoderId(header.coder), state, gop))
+            self._refs.put(seq, ReferenceFrame(tuple(levels), CoderId(header.coder), state, gop, timestamp))
         self._remember(seq)
-        index, ts = self._unwrap(seq, header.timestamp_ms)
+        index, ts = self._unwrap(seq, timestamp)
         layout = self.config.layout
         if levels is None:
             params = FaceParams.no_face(layout, t_capture=ts / 1000.0, index=index)

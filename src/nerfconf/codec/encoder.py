@@ -41,6 +41,7 @@ class ParamEncoder:
         self._refs = ReferenceStore(MAX_REF_DISTANCE + 1)
         self._next_seq = 0
         self._t0: float | None = None
+        self._last_ts = 0
         self._since_i = 0
         self._need_i = True
         self._gop = 0
@@ -82,8 +83,9 @@ class ParamEncoder:
     def encode_levels(self, levels: np.ndarray | list[int], t_capture: float) -> EncodedFrame:
         """Codes already-quantized levels (what the property tests drive directly)."""
         q = [int(v) for v in levels]
-        if len(q) != self.config.layout.dims or not all(0 <= v <= self.quantizer.levels for v in q):
-            raise ValueError(f"expected {self.config.layout.dims} levels in 0..{self.quantizer.levels}")
+        top = self.quantizer.top
+        if len(q) != self.config.layout.dims or not all(0 <= v <= t for v, t in zip(q, top)):
+            raise ValueError(f"expected {self.config.layout.dims} levels, each in 0..2**bits-1 of its dimension")
         seq, ts = self._stamp(t_capture)
         ref_seq = self._choose_reference(seq)
         if ref_seq is None:
@@ -97,10 +99,14 @@ class ParamEncoder:
             ref = self._refs.get(ref_seq)
             assert ref is not None
             body, state = self.coder.encode_inter(q, ref.levels, ref.state)
+            delta = (ts - ref.timestamp_ms) % TIMESTAMP_MODULO
             header = FrameHeader(
-                FrameType.P, True, self.coder.coder_id, seq, ts, ref_distance=seq_distance(seq, ref_seq)
+                FrameType.P, True, self.coder.coder_id, seq,
+                timestamp_ms=None if delta <= 255 else ts,
+                ref_distance=seq_distance(seq, ref_seq),
+                time_delta_ms=delta if delta <= 255 else None,
             )
-        self._refs.put(seq, ReferenceFrame(tuple(q), self.coder.coder_id, state, self._gop))
+        self._refs.put(seq, ReferenceFrame(tuple(q), self.coder.coder_id, state, self._gop, ts))
         self._last_seq = seq
         self._since_i += 1
         return self._finish(header, body, ref_seq)
@@ -119,6 +125,7 @@ class ParamEncoder:
         if self._t0 is None:
             self._t0 = t_capture
         ts = int(round((t_capture - self._t0) * 1000.0)) % TIMESTAMP_MODULO
+        self._last_ts = ts
         return seq, ts
 
     def _choose_reference(self, seq: int) -> int | None:
@@ -148,7 +155,7 @@ class ParamEncoder:
             data=data,
             frame_type=header.frame_type,
             seq=header.seq,
-            timestamp_ms=header.timestamp_ms,
+            timestamp_ms=self._last_ts,
             face_found=header.face_found,
             ref_seq=ref_seq,
         )

@@ -54,7 +54,7 @@ class EntropyCoder(Protocol):
     ) -> tuple[list[int], CoderState]: ...
 
 
-def check_range(values: list[int], lo: int, hi: int, what: str) -> None:
-    for d, v in enumerate(values):
-        if not lo <= v <= hi:
-            raise BitstreamError(f"{what} {v} in dimension {d} is outside {lo}..{hi}")
+def check_levels(levels: list[int], top: list[int]) -> None:
+    for d, (v, t) in enumerate(zip(levels, top)):
+        if not 0 <= v <= t:
+            raise BitstreamError(f"level {v} in dimension {d} is outside 0..{t}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nerfconf.codec.bitio import BitReader, BitWriter
-from nerfconf.codec.entropy import CoderId, CoderState, check_range
+from nerfconf.codec.entropy import CoderId, CoderState, check_levels
 from nerfconf.codec.errors import BitstreamError
 
 
@@ -52,29 +52,29 @@ def read_se(r: BitReader, max_prefix: int) -> int:
 class ExpGolombCoder:
     """The paper's coder: order-0 Exp-Golomb of signed values.
 
-    I-frames take a fixed ``bits`` per value or Exp-Golomb of the distance from
-    the mid level, whichever is shorter, flagged by the first bit.
+    I-frames take each level at its fixed width or Exp-Golomb of its distance
+    from the mid level, whichever is shorter for the frame, flagged by the first bit.
     """
 
     coder_id = CoderId.EXP_GOLOMB
 
-    def __init__(self, dims: int, bits: int) -> None:
-        self.dims = dims
+    def __init__(self, bits: tuple[int, ...]) -> None:
         self.bits = bits
-        self.mid = 1 << (bits - 1)
-        self.levels = (1 << bits) - 1
+        self.mid = tuple(1 << (b - 1) for b in bits)
+        self.top = [(1 << b) - 1 for b in bits]
+        self._max_prefix = max(bits)
 
     def encode_intra(self, q: list[int]) -> tuple[bytes, CoderState]:
         w = BitWriter()
-        centred = [v - self.mid for v in q]
-        if sum(se_bits(v) for v in centred) < self.bits * self.dims:
+        centred = [v - m for v, m in zip(q, self.mid)]
+        if sum(se_bits(v) for v in centred) < sum(self.bits):
             w.write(1, 1)
             for v in centred:
                 write_se(w, v)
         else:
             w.write(0, 1)
-            for v in q:
-                w.write(v, self.bits)
+            for v, b in zip(q, self.bits):
+                w.write(v, b)
         return w.to_bytes(), CoderState()
 
     def encode_inter(self, levels: list[int], ref: tuple[int, ...], state: CoderState) -> tuple[bytes, CoderState]:
@@ -86,16 +86,16 @@ class ExpGolombCoder:
     def decode_intra(self, body: bytes) -> tuple[list[int], CoderState]:
         r = BitReader(body)
         if r.read_bit():
-            q = [read_se(r, self.bits) + self.mid for _ in range(self.dims)]
+            q = [read_se(r, self._max_prefix) + m for m in self.mid]
         else:
-            q = [r.read(self.bits) for _ in range(self.dims)]
+            q = [r.read(b) for b in self.bits]
         r.expect_padding()
-        check_range(q, 0, self.levels, "level")
+        check_levels(q, self.top)
         return q, CoderState()
 
     def decode_inter(self, body: bytes, ref: tuple[int, ...], state: CoderState) -> tuple[list[int], CoderState]:
         r = BitReader(body)
-        levels = [p + read_se(r, self.bits) for p in ref]
+        levels = [p + read_se(r, self._max_prefix) for p in ref]
         r.expect_padding()
-        check_range(levels, 0, self.levels, "level")
+        check_levels(levels, self.top)
         return levels, state

@@ -1,15 +1,18 @@
 """Frame format: header, byte stuffing with a 2-byte delimiter, and datagram packing.
 
-Header (big-endian), 6 bytes for the common P-frame::
+Header (big-endian), 4 bytes for the common P-frame::
 
-    byte 0   version:3  type:2  face_found:1  coder:1  near_ref:1
+    byte 0   version:3  type:1  face_found:1  coder:1  near_ref:1  short_time:1
     1..2     sequence number (mod 2**16)
-    3..5     timestamp, ms since the encoder started (mod 2**24, ~4.7 h)
-    I-frame:            2-byte configuration tag (CRC of layout, depth, bounds, priors)
+    short_time: 1 byte, ms after the reference frame's timestamp (0..255)
+    otherwise:  3 bytes, ms since the encoder started (mod 2**24, ~4.7 h)
+    I-frame:            2-byte configuration tag (CRC of layout, depths, bounds, priors)
     P-frame, face, !near: 1-byte reference distance (2..255); near means distance 1
     then the entropy-coded body (empty when no face was found)
 
-Every header byte counts: at 20 fps one byte is 0.16 kbps, 3 % of the budget.
+Every header byte counts: at 20 fps one byte is 0.16 kbps, 4 % of the budget.
+A P-frame's reference must be decoded first anyway, so its timestamp is sent
+relative to the reference's whenever that fits in a byte.
 There is no checksum because both transports (QUIC streams and datagrams) are
 already authenticated by TLS; the decoder still checks structure and ranges.
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from nerfconf.codec.errors import BitstreamError, IncompatibleStreamError
 from nerfconf.types import FrameType
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DELIMITER = b"\xff\x01"
 _ESCAPE = 0xFF
 SEQ_MODULO = 1 << 16
@@ -44,23 +47,34 @@ class FrameHeader:
     face_found: bool
     coder: int
     seq: int
-    timestamp_ms: int
+    #: ms since the encoder started (mod 2**24); None when sent relative to the reference
+    timestamp_ms: int | None
     config_tag: int | None = None  # I-frames
     ref_distance: int | None = None  # P-frames with a face
+    #: ms after the reference frame's timestamp (P-frames with a face only)
+    time_delta_ms: int | None = None
 
 
 def write_frame(header: FrameHeader, body: bytes) -> bytes:
     near = header.ref_distance == 1
+    short_time = header.time_delta_ms is not None
     b0 = (
         (FORMAT_VERSION << 5)
-        | (int(header.frame_type) << 3)
-        | (int(header.face_found) << 2)
-        | (header.coder << 1)
-        | int(near)
+        | (int(header.frame_type) << 4)
+        | (int(header.face_found) << 3)
+        | (header.coder << 2)
+        | (int(near) << 1)
+        | int(short_time)
     )
     out = bytearray((b0,))
     out += (header.seq % SEQ_MODULO).to_bytes(2, "big")
-    out += (header.timestamp_ms % TIMESTAMP_MODULO).to_bytes(3, "big")
+    if short_time:
+        assert header.frame_type == FrameType.P and header.face_found
+        assert header.time_delta_ms is not None and 0 <= header.time_delta_ms <= 255
+        out.append(header.time_delta_ms)
+    else:
+        assert header.timestamp_ms is not None
+        out += (header.timestamp_ms % TIMESTAMP_MODULO).to_bytes(3, "big")
     if header.frame_type == FrameType.I:
         assert header.config_tag is not None and header.face_found
         out += header.config_tag.to_bytes(2, "big")
@@ -78,42 +92,46 @@ def read_frame(data: bytes) -> tuple[FrameHeader, bytes]:
     data = bytes(data)
     if len(data) > MAX_FRAME_BYTES:
         raise BitstreamError(f"frame of {len(data)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
-    if len(data) < 6:
-        raise BitstreamError(f"frame of {len(data)} bytes is shorter than the 6-byte header")
+    if len(data) < 4:
+        raise BitstreamError(f"frame of {len(data)} bytes is shorter than the shortest header")
     b0 = data[0]
     version = b0 >> 5
     if version != FORMAT_VERSION:
         raise IncompatibleStreamError(
             f"frame is format version {version}; this decoder reads version {FORMAT_VERSION}"
         )
-    type_bits = (b0 >> 3) & 3
-    if type_bits > 1:
-        raise BitstreamError(f"unknown frame type {type_bits}")
-    frame_type = FrameType(type_bits)
-    face = bool(b0 & 4)
-    coder = (b0 >> 1) & 1
-    near = bool(b0 & 1)
+    frame_type = FrameType((b0 >> 4) & 1)
+    face = bool(b0 & 8)
+    coder = (b0 >> 2) & 1
+    near = bool(b0 & 2)
+    short_time = bool(b0 & 1)
     seq = int.from_bytes(data[1:3], "big")
-    timestamp = int.from_bytes(data[3:6], "big")
-    pos = 6
+    if short_time:
+        if frame_type != FrameType.P or not face:
+            raise BitstreamError("only P-frames with a face may carry a relative timestamp")
+        timestamp, time_delta, pos = None, data[3], 4
+    else:
+        if len(data) < 6:
+            raise BitstreamError(f"frame of {len(data)} bytes is truncated inside its timestamp")
+        timestamp, time_delta, pos = int.from_bytes(data[3:6], "big"), None, 6
     config_tag = ref_distance = None
     if frame_type == FrameType.I:
         if not face or near:
             raise BitstreamError("malformed I-frame header (I-frames always carry a face)")
-        if len(data) < 8:
+        if len(data) < pos + 2:
             raise BitstreamError("I-frame truncated inside its configuration tag")
-        config_tag = int.from_bytes(data[6:8], "big")
-        pos = 8
+        config_tag = int.from_bytes(data[pos : pos + 2], "big")
+        pos += 2
     elif face:
         if near:
             ref_distance = 1
         else:
-            if len(data) < 7:
+            if len(data) < pos + 1:
                 raise BitstreamError("P-frame truncated inside its reference distance")
-            ref_distance = data[6]
+            ref_distance = data[pos]
             if ref_distance < 2:
                 raise BitstreamError(f"P-frame reference distance {ref_distance} is not allowed here")
-            pos = 7
+            pos += 1
     elif near or coder:
         raise BitstreamError("malformed header of a frame without a face")
     body = data[pos:]
@@ -121,7 +139,7 @@ def read_frame(data: bytes) -> tuple[FrameHeader, bytes]:
         raise BitstreamError("frame claims a face but carries no parameters")
     if not face and body:
         raise BitstreamError("frame without a face carries a body")
-    header = FrameHeader(frame_type, face, coder, seq, timestamp, config_tag, ref_distance)
+    header = FrameHeader(frame_type, face, coder, seq, timestamp, config_tag, ref_distance, time_delta)
     return header, body
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from nerfconf.codec.arith import COUNT_ONE
 from nerfconf.codec.context_coder import N_CONTEXTS, ContextPriors, inter_bins
+from nerfconf.codec.quantize import normalize_bits
 
 #: how many observations a fitted context prior is worth. Enough to start a GOP
 #: near the right probabilities, few enough that the live stream overrides it.
@@ -32,7 +33,7 @@ def fit_predictor(levels: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...],
     return tuple(momentum), tuple(pullback), tuple(int(c) for c in centre)
 
 
-def fit_priors(levels: np.ndarray, gop_frames: int, bits: int, strength: float = DEFAULT_STRENGTH) -> ContextPriors:
+def fit_priors(levels: np.ndarray, gop_frames: int, bits: int | tuple[int, ...], strength: float = DEFAULT_STRENGTH) -> ContextPriors:
     """Fits the predictor, then runs the coder's model over ``levels`` GOP by GOP and counts.
 
     Residuals are taken against the previous frame, as the coder sees them in
@@ -42,6 +43,7 @@ def fit_priors(levels: np.ndarray, gop_frames: int, bits: int, strength: float =
     if levels.ndim != 2 or len(levels) < 2:
         raise ValueError(f"need at least two frames of levels, got shape {levels.shape}")
     dims = levels.shape[1]
+    bits = normalize_bits(bits, dims)
     momentum, pullback, centre = fit_predictor(levels)
     uniform = ContextPriors.uniform(dims)
     model = ContextPriors(uniform.counts, uniform.scales, momentum, pullback, centre)

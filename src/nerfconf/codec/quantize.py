@@ -8,6 +8,7 @@ small range as the jaw gets over its large one (the paper's scheme).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,29 +84,53 @@ class QuantStats:
     clamped_per_dim: np.ndarray | None = field(default=None, repr=False)
 
 
-class Quantizer:
-    """Maps float parameters to integers in ``[0, 2**bits - 1]`` and back."""
+def normalize_bits(bits: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    """One quantization depth per dimension, each in 4..10 bits."""
+    out = (int(bits),) * dims if isinstance(bits, (int, np.integer)) else tuple(int(b) for b in bits)
+    if len(out) != dims:
+        raise ValueError(f"need one quantization depth per dimension ({dims}), got {len(out)}")
+    bad = [b for b in out if not MIN_BITS <= b <= MAX_BITS]
+    if bad:
+        raise ValueError(f"quantization depth must be {MIN_BITS}..{MAX_BITS} bits, got {bad[0]}")
+    return out
 
-    def __init__(self, bounds: Bounds, bits: int = 8) -> None:
-        if not MIN_BITS <= bits <= MAX_BITS:
-            raise ValueError(f"quantization depth must be {MIN_BITS}..{MAX_BITS} bits, got {bits}")
+
+def equal_step_bits(bounds: Bounds, n_equal: int, max_bits: int = 8, min_bits: int = MIN_BITS) -> tuple[int, ...]:
+    """Depths giving the first ``n_equal`` dimensions (nearly) one common step.
+
+    The expression coefficients are coordinates along orthonormal landmark
+    displacement directions, all in millimetres, so an error of one step costs
+    the same landmark error whichever component it hits. Equal steps therefore
+    minimise landmark error for the bits spent (reverse water-filling). The
+    widest component gets ``max_bits``; narrow ones, which carry little beyond
+    tracker jitter, get fewer. The remaining dimensions (angles, translation)
+    keep ``max_bits``, as in the paper.
+    """
+    span = bounds.hi - bounds.lo
+    step = max(float(span[:n_equal].max()), 1e-12) / ((1 << max_bits) - 1)
+    need = np.ceil(np.log2(span[:n_equal] / step + 1.0))
+    head = np.clip(need, min_bits, max_bits).astype(int).tolist()
+    return tuple(head) + (max_bits,) * (bounds.dims - n_equal)
+
+
+class Quantizer:
+    """Maps float parameters to integers in ``[0, 2**bits[d] - 1]`` and back."""
+
+    def __init__(self, bounds: Bounds, bits: int | Sequence[int] = 8) -> None:
         self.bounds = bounds
-        self.bits = bits
-        self.levels = (1 << bits) - 1
+        self.bits = normalize_bits(bits, bounds.dims)
+        #: the highest level of each dimension
+        self.top = np.array([(1 << b) - 1 for b in self.bits], dtype=np.int64)
         span = bounds.hi - bounds.lo
         self._degenerate = span <= 0
         # A degenerate dimension (constant in training) always codes level 0.
-        self._scale = np.where(self._degenerate, 0.0, self.levels / np.where(span > 0, span, 1.0))
-        self._step = span / self.levels
+        self._scale = np.where(self._degenerate, 0.0, self.top / np.where(span > 0, span, 1.0))
+        self._step = span / self.top
         self.stats = QuantStats(clamped_per_dim=np.zeros(bounds.dims, dtype=np.int64))
 
     @property
     def dims(self) -> int:
         return self.bounds.dims
-
-    @property
-    def mid(self) -> int:
-        return 1 << (self.bits - 1)
 
     def quantize(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=np.float64)
@@ -115,14 +140,14 @@ class Quantizer:
             bad = np.flatnonzero(~np.isfinite(values)).tolist()
             raise ValueError(f"parameter values are NaN or infinite in dimension(s) {bad}")
         scaled = np.rint((values - self.bounds.lo) * self._scale)
-        over = (scaled < 0) | (scaled > self.levels)
+        over = (scaled < 0) | (scaled > self.top)
         # A value that rounds inside the range was not clamped, even if it is a hair outside.
         self.stats.values += values.size
         n_over = int(np.count_nonzero(over & ~self._degenerate))
         if n_over:
             self.stats.clamped += n_over
             self.stats.clamped_per_dim += over & ~self._degenerate
-        return np.clip(scaled, 0, self.levels).astype(np.int64)
+        return np.clip(scaled, 0, self.top).astype(np.int64)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q)

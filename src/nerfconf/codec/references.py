@@ -15,6 +15,8 @@ class ReferenceFrame:
     coder: CoderId
     state: CoderState
     gop: int
+    #: the frame's own timestamp (mod 2**24): later frames may be timed relative to it
+    timestamp_ms: int
 
 
 class ReferenceStore:

@@ -36,19 +36,21 @@ def codec(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    from nerfconf.ui import console as make_console
     from rich.table import Table
+
+    from nerfconf.ui import console as make_console
 
     table = Table(title=f"codec at {result['fps']:g} fps, {result['dims']} dims, {result['bits']} bits, "
                   f"GOP {result['gop_frames']} frames")
-    for col in ("coder", "reference", "acks", "payload kbps", "body kbps", "B/I-frame", "B/P-frame",
+    for col in ("allocation", "coder", "reference", "acks", "payload kbps", "body kbps", "B/I-frame", "B/P-frame",
                 "enc µs", "dec µs"):
         table.add_column(col, justify="right")
     for r in result["results"]:
         acks = "none" if r["ack_delay_frames"] is None else f"after {r['ack_delay_frames']} fr"
         if r["reference"] == "prev":
             acks = "-"
-        table.add_row(r["coder"], r["reference"], acks, f"{r['payload_kbps']:.2f}", f"{r['body_kbps']:.2f}",
+        table.add_row(r["allocation"], r["coder"], r["reference"], acks,
+                      f"{r['payload_kbps']:.2f}", f"{r['body_kbps']:.2f}",
                       f"{r['bytes_per_i_frame']:.1f}", f"{r['bytes_per_p_frame']:.1f}",
                       f"{r['encode_us_median']:.0f}", f"{r['decode_us_median']:.0f}")
     console = make_console()
@@ -56,6 +58,10 @@ def codec(args: argparse.Namespace) -> int:
     console.print(f"source: {result['source']}; bounds fitted on {result['train_frames']} frames, "
                   f"measured on {result['test_frames']} held-out frames "
                   f"({100 * result['clamped_fraction']:.2f} % of values clamped)")
+    for name, a in result["allocations"].items():
+        err = a["quantization_error"]
+        console.print(f"{name}: bits {a['bits']}; quantization error: expression {err['expression_l2_mean']:.3f} mm "
+                      f"(L2 over all landmarks), rotation at most {err['rotation_deg_max']:.3f}°")
     return 0
 
 

@@ -22,7 +22,7 @@ def _load_config(path: Path):
 
 
 def fit(args: argparse.Namespace) -> int:
-    from nerfconf.codec.config import CodecConfig, Reference
+    from nerfconf.codec.config import Allocation, CodecConfig, Reference
     from nerfconf.codec.entropy import CoderId
 
     track = sent_layout(load_track(args.track), args.translation)
@@ -32,7 +32,8 @@ def fit(args: argparse.Namespace) -> int:
         raise UserError(f"{args.track}: fewer than two frames with a face to fit bounds on")
     try:
         config = CodecConfig.fit(
-            track.layout, rows, bits=args.bits, coder=CoderId[args.coder.upper()],
+            track.layout, rows, bits=args.bits, allocation=Allocation(args.allocation),
+            coder=CoderId[args.coder.upper()],
             reference=Reference(args.reference),
             gop_frames=CodecConfig.gop_from_seconds(args.gop_seconds, track.fps or 20.0),
         )
@@ -108,7 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_fit.add_argument("track", type=existing_file, help="parameter track (.npz)")
     p_fit.add_argument("-o", "--output", type=Path, required=True, help="configuration JSON to write")
     p_fit.add_argument("--translation", action="store_true", help="send head translation too")
-    p_fit.add_argument("--bits", type=int, default=8, help="quantization depth, 4..10 (default 8)")
+    p_fit.add_argument("--bits", type=int, default=8,
+                       help="quantization depth, 4..10 (default 8); with equal-step, of the widest component")
+    p_fit.add_argument("--allocation", choices=["equal-step", "uniform"], default="equal-step",
+                       help="equal-step: one step size for all expression components (default); "
+                       "uniform: every dimension gets --bits, as in the paper")
     p_fit.add_argument("--coder", choices=["arithmetic", "exp_golomb"], default="arithmetic")
     p_fit.add_argument("--reference", choices=["prev", "anchor"], default="prev")
     p_fit.add_argument("--gop-seconds", type=float, default=1.0)

@@ -27,6 +27,32 @@ class VideoInfo:
     frames: int
 
 
+@dataclass(frozen=True)
+class CropBox:
+    """A square region of the source frame: top-left corner and side, in source pixels."""
+
+    x0: int
+    y0: int
+    side: int
+
+    def __post_init__(self) -> None:
+        if self.side < 8:
+            raise ValueError(f"crop side must be at least 8 pixels, got {self.side}")
+
+    def apply(self, image: np.ndarray, size: int | None = None) -> np.ndarray:
+        h, w = image.shape[:2]
+        out = np.zeros((self.side, self.side, 3), np.uint8)
+        xs, ys = max(0, self.x0), max(0, self.y0)
+        xe, ye = min(w, self.x0 + self.side), min(h, self.y0 + self.side)
+        if xe > xs and ye > ys:
+            out[ys - self.y0 : ye - self.y0, xs - self.x0 : xe - self.x0] = image[ys:ye, xs:xe]
+        if size is not None and size != self.side:
+            import cv2  # noqa: PLC0415
+
+            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if size < self.side else cv2.INTER_CUBIC)
+        return out
+
+
 def probe(path: str | Path) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
@@ -50,8 +76,12 @@ def read_frames(
     stop: int | None = None,
     size: int | None = None,
     fps: float | None = None,
+    crop: CropBox | None = None,
 ) -> Iterator[Frame]:
     """Decodes frames ``start..stop`` as RGB uint8; ``size`` resizes to a square of that side.
+
+    ``crop`` cuts a square out of every frame first (padding with black where
+    it leaves the image), as enrollment does around a small face.
 
     ``fps`` resamples to a lower frame rate by keeping the first source frame
     at or after each tick, as a camera running at that rate would have seen.
@@ -81,9 +111,12 @@ def read_frames(
                     if t + 1e-6 < next_tick:
                         continue
                     next_tick += 1.0 / fps
-                if size is not None:
-                    frame = frame.reformat(width=size, height=size)
-                image = frame.to_ndarray(format="rgb24")
+                if crop is not None:
+                    image = crop.apply(frame.to_ndarray(format="rgb24"), size)
+                else:
+                    if size is not None:
+                        frame = frame.reformat(width=size, height=size)
+                    image = frame.to_ndarray(format="rgb24")
                 yield Frame(image=image, t_capture=t, index=index)
     except av.FFmpegError as exc:
         raise VideoError(f"{info.path}: decoding failed at frame {index + 1} ({exc})") from exc

@@ -1,0 +1,177 @@
+"""Training data for a head avatar, made from one monocular video.
+
+Per frame: the head on a white background, its alpha matte, the expression
+coefficients and the head pose as the sender will transmit them, at the
+avatar's render resolution. The camera is the face model's pinhole, so the
+head pose turns into a camera pose in head space, as in NeRFBlendShape.
+
+Preparation is three passes over the video:
+
+1. landmarks on the source frames, to choose one fixed crop around the head;
+2. landmarks, head mask and composite on the cropped frames at the render resolution;
+3. the face model fitted on the training frames, and every frame's parameters.
+
+The face model is fitted on the cropped, resized frames, so its camera is the
+avatar's camera.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerfconf.capture.video import CropBox, probe, read_frames
+from nerfconf.face.crop import head_crop
+from nerfconf.face.enroll import fit_from_landmarks, smoothed_params
+from nerfconf.face.extract import detect_all
+from nerfconf.face.landmarks import N_LANDMARKS, FaceMeshDetector
+from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel
+from nerfconf.face.pose import angles_to_rotation
+from nerfconf.face.segment import HeadSegmenter, compose_on_white
+
+DATASET_FORMAT = 1
+
+
+@dataclass
+class AvatarData:
+    #: (N, R, R, 3) uint8, the head on white
+    images: np.ndarray
+    #: (N, R, R) uint8, alpha x 255
+    alphas: np.ndarray
+    #: (N, K) float32, smoothed as the extractor sends them
+    expressions: np.ndarray
+    #: (N, 3, 3) float32, head frame to camera frame
+    rotations: np.ndarray
+    #: (N, 3) float32, head origin in camera space, metres
+    translations: np.ndarray
+    face_found: np.ndarray
+    times: np.ndarray
+    #: pinhole focal length in pixels at this resolution; principal point at the centre
+    focal: float
+    #: frames at the end that are held out for testing
+    test_frames: int
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        n = len(self.images) - self.test_frames
+        return np.flatnonzero(self.face_found[:n])
+
+    @property
+    def test_indices(self) -> np.ndarray:
+        n = len(self.images) - self.test_frames
+        return n + np.flatnonzero(self.face_found[n:])
+
+    def camera_to_head(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rotation camera->head, camera centre in head space) for frame ``i``."""
+        r = self.rotations[i].astype(np.float64)
+        t = self.translations[i].astype(np.float64)
+        return r.T, -r.T @ t
+
+    def save(self, path: str | Path) -> None:
+        np.savez(
+            path,
+            format=np.int64(DATASET_FORMAT),
+            images=self.images,
+            alphas=self.alphas,
+            expressions=self.expressions,
+            rotations=self.rotations,
+            translations=self.translations,
+            face_found=self.face_found,
+            times=self.times,
+            focal=np.float64(self.focal),
+            test_frames=np.int64(self.test_frames),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> AvatarData:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["format"]) != DATASET_FORMAT:
+                    raise ValueError(f"dataset format {int(z['format'])}, this version reads {DATASET_FORMAT}")
+                return cls(
+                    images=z["images"], alphas=z["alphas"], expressions=z["expressions"],
+                    rotations=z["rotations"], translations=z["translations"], face_found=z["face_found"],
+                    times=z["times"], focal=float(z["focal"]), test_frames=int(z["test_frames"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path} is not a prepared avatar dataset: {exc}") from exc
+
+
+def choose_crop(video: str | Path, progress: bool = False) -> CropBox:
+    info = probe(video)
+    frames = read_frames(video, fps=5.0)  # a few frames a second are plenty to place the crop
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        frames = tqdm(frames, unit="frame", desc="placing the crop", total=int(info.frames * 5 / (info.fps or 25)))
+    landmarks, _ = detect_all(frames, stream=False)
+    return head_crop(landmarks, (info.width, info.height))
+
+
+def prepare(
+    video: str | Path,
+    *,
+    resolution: int = 256,
+    test_frames: int = 500,
+    n_expression: int = 46,
+    crop: CropBox | None = None,
+    auto_crop: bool = True,
+    max_frames: int | None = None,
+    progress: bool = False,
+) -> tuple[FaceModel, AvatarData, CropBox | None]:
+    """Runs the three passes; returns the face model, the data and the crop used."""
+    info = probe(video)
+    if crop is None and auto_crop:
+        crop = choose_crop(video, progress)
+    frames = read_frames(video, stop=max_frames, size=resolution, crop=crop)
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        total = min(info.frames, max_frames) if max_frames else info.frames
+        frames = tqdm(frames, unit="frame", desc="landmarks and head masks", total=total or None)
+    images, alphas, points, times = [], [], [], []
+    with FaceMeshDetector(stream=True) as detector, HeadSegmenter() as segmenter:
+        for frame in frames:
+            lm = detector.detect(frame.image)
+            alpha = segmenter.mask(frame.image, lm)
+            images.append(compose_on_white(frame.image, alpha))
+            alphas.append(np.round(alpha * 255).astype(np.uint8))
+            points.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan))
+            times.append(frame.t_capture)
+    landmarks, times_arr = np.stack(points), np.array(times)
+    n = len(landmarks)
+    # The source camera's field of view, narrowed to the crop (principal point kept at the crop centre).
+    hfov = DEFAULT_HFOV_DEG
+    if crop is not None:
+        hfov = float(np.degrees(2 * np.arctan(crop.side / info.width * np.tan(np.radians(hfov) / 2))))
+    if n <= test_frames:
+        raise ValueError(f"{video}: {n} frames, not more than the {test_frames} held out for testing")
+    model, _ = fit_from_landmarks(
+        landmarks[: n - test_frames], times_arr[: n - test_frames], (resolution, resolution),
+        n_expression=n_expression, hfov_deg=hfov,
+        metadata={"source": Path(video).name, "test_frames": test_frames, "resolution": resolution,
+                  "crop": json.dumps(crop.__dict__) if crop else None},
+    )
+    params = smoothed_params(model, landmarks, times_arr, smoothing=True)
+    found = np.all(np.isfinite(params), axis=1)
+    k = model.n_expression
+    safe = np.where(found[:, None], params, 0.0)
+    data = AvatarData(
+        images=np.stack(images),
+        alphas=np.stack(alphas),
+        expressions=safe[:, :k].astype(np.float32),
+        rotations=np.stack([angles_to_rotation(p[k : k + 3]) for p in safe]).astype(np.float32),
+        translations=safe[:, k + 3 : k + 6].astype(np.float32),
+        face_found=found,
+        times=times_arr,
+        focal=float(model.camera.focal_px),
+        test_frames=test_frames,
+    )
+    return model, data, crop

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from nerfconf.avatar.dataset import AvatarData, prepare
+from nerfconf.capture.video import CropBox
+from nerfconf.face.landmarks import FaceMeshDetector
+
+from ..conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare(shared_data("obama.mp4"), resolution=128, test_frames=20, max_frames=80)
+
+
+def test_frames_are_the_head_on_white_at_the_render_resolution(prepared):
+    model, data, crop = prepared
+    assert data.images.shape == (80, 128, 128, 3) and data.alphas.shape == (80, 128, 128)
+    assert data.face_found.all()
+    corners = data.images[:, [0, 0, -1], [0, -1, 0]]
+    assert np.all(corners == 255)  # background is pure white
+    assert data.alphas[:, 64, 64].min() > 200  # the face centre is opaque
+    assert crop is not None and crop.side < 720  # obama is cropped around the head
+    assert len(data.train_indices) == 60 and len(data.test_indices) == 20
+
+
+def test_cameras_project_the_template_onto_the_face(prepared):
+    model, data, _ = prepared
+    r = data.resolution
+    with FaceMeshDetector(stream=False) as detector:
+        for i in (5, 70):
+            lm = detector.detect(data.images[i])
+            pts = (data.rotations[i] @ (model.template / 1000).T).T + data.translations[i]
+            uv = pts[:, :2] / pts[:, 2:3] * data.focal + r / 2
+            assert np.linalg.norm(uv - lm[:, :2], axis=1).mean() < 3.0  # pixels at 128 px
+            rot, centre = data.camera_to_head(i)
+            assert np.allclose(rot @ data.rotations[i], np.eye(3), atol=1e-5)
+            assert np.linalg.norm(centre) == pytest.approx(np.linalg.norm(data.translations[i]), rel=1e-5)
+
+
+def test_save_load_round_trip(prepared, tmp_path):
+    _, data, _ = prepared
+    data.save(tmp_path / "d.npz")
+    again = AvatarData.load(tmp_path / "d.npz")
+    assert np.array_equal(again.images, data.images) and again.focal == data.focal
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="not a prepared avatar dataset"):
+        AvatarData.load(tmp_path / "bad.npz")
+
+
+def test_crop_pads_outside_the_image():
+    image = np.full((10, 10, 3), 7, np.uint8)
+    out = CropBox(-5, -5, 10).apply(image)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[9, 9].tolist() == [7, 7, 7]
+    assert CropBox(0, 0, 10).apply(image, 4).shape == (4, 4, 3)

@@ -1,0 +1,128 @@
+"""The avatar bundle: one folder with everything one person's avatar needs.
+
+    bundle.json              format version, render resolution, camera, field
+                             configuration, training metadata
+    avatar.safetensors       field weights (hash tables fp16, MLPs fp32) and the
+                             occupancy grid
+    face_model.json / .safetensors   the sender's face model (nerfconf.face.model)
+    codec.json               quantization bounds, depths and coder priors
+
+The sender needs the face model and the codec section; the receiver needs the
+weights and the codec section. Nothing in a bundle is pickled: it may come
+from a peer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerfconf.avatar.field import BlendshapeField, FieldConfig
+from nerfconf.codec.config import CodecConfig
+from nerfconf.face.model import FaceModel, FaceModelError
+
+BUNDLE_FORMAT = 1
+KIND = "nerfconf.avatar"
+
+
+class BundleError(ValueError):
+    """A bundle is missing, damaged, of another format, or inconsistent with itself."""
+
+
+@dataclass
+class AvatarBundle:
+    field: BlendshapeField
+    occupancy: torch.Tensor  # (R, R, R) bool
+    face_model: FaceModel
+    codec: CodecConfig
+    resolution: int
+    focal: float
+    metadata: dict
+
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file  # noqa: PLC0415
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for name, value in self.field.state_dict().items():
+            # The hash tables are most of the bytes and lose nothing visible in fp16.
+            tensors[name] = value.half().contiguous() if name.startswith("encoding.") else value.contiguous()
+        tensors["occupancy"] = self.occupancy.to(torch.uint8).contiguous()
+        save_file(tensors, str(directory / "avatar.safetensors"))
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "kind": KIND,
+            "resolution": self.resolution,
+            "focal": self.focal,
+            "field": self.field.config.to_dict(),
+            **self.metadata,
+        }
+        (directory / "bundle.json").write_text(json.dumps(meta, indent=1))
+        self.face_model.save(directory)
+        (directory / "codec.json").write_text(self.codec.to_json())
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AvatarBundle:
+        from safetensors import SafetensorError  # noqa: PLC0415
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        directory = Path(directory)
+        meta_path = directory / "bundle.json"
+        if not meta_path.is_file():
+            raise BundleError(f"{directory}: not an avatar bundle (no bundle.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            raise BundleError(f"{meta_path}: not a nerfconf avatar bundle")
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{meta_path}: bundle format {meta.get('format')}, this version reads {BUNDLE_FORMAT}"
+            )
+        try:
+            field_cfg = meta["field"]
+            config = FieldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in field_cfg.items()})
+            resolution, focal = int(meta["resolution"]), float(meta["focal"])
+            tensors = load_file(str(directory / "avatar.safetensors"))
+        except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{directory}: damaged avatar weights or settings ({exc})") from exc
+        field = BlendshapeField(config)
+        expected = field.state_dict()
+        for name, value in expected.items():
+            got = tensors.get(name)
+            if got is None or tuple(got.shape) != tuple(value.shape):
+                raise BundleError(f"{directory}: weight {name!r} missing or of the wrong shape")
+            if not torch.isfinite(got.float()).all():
+                raise BundleError(f"{directory}: weight {name!r} holds NaN or infinite values")
+        field.load_state_dict({k: tensors[k].float() for k in expected})
+        occupancy = tensors.get("occupancy")
+        if occupancy is None or occupancy.ndim != 3:
+            raise BundleError(f"{directory}: occupancy grid missing")
+        try:
+            face_model = FaceModel.load(directory)
+            codec = CodecConfig.from_json((directory / "codec.json").read_text())
+        except (FaceModelError, OSError, ValueError) as exc:
+            raise BundleError(f"{directory}: {exc}") from exc
+        if codec.layout.n_expression != config.n_expression or face_model.n_expression != config.n_expression:
+            raise BundleError(
+                f"{directory}: the avatar has {config.n_expression} expression tables but its face model has "
+                f"{face_model.n_expression} components and its codec {codec.layout.n_expression}"
+            )
+        known = {"format", "kind", "resolution", "focal", "field"}
+        return cls(field.eval(), occupancy.bool(), face_model, codec, resolution, focal,
+                   {k: v for k, v in meta.items() if k not in known})
+
+
+def bundle_size_bytes(directory: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
+
+
+def expression_bounds(codec: CodecConfig) -> tuple[np.ndarray, np.ndarray]:
+    k = codec.layout.n_expression
+    return codec.bounds.lo[:k].astype(np.float32), codec.bounds.hi[:k].astype(np.float32)

@@ -1,0 +1,101 @@
+"""``nerfconf enroll``: from one video of a person to their avatar bundle.
+
+The work directory (``<bundle>/.work``) keeps the prepared frames and the
+training checkpoint, so an interrupted enrollment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.dataset import AvatarData, prepare
+from nerfconf.avatar.field import FieldConfig
+from nerfconf.avatar.trainer import TrainConfig, Trainer
+from nerfconf.codec.config import CodecConfig
+from nerfconf.face.model import FaceModel
+from nerfconf.types import ParamLayout
+
+
+@dataclass(frozen=True)
+class EnrollConfig:
+    resolution: int = 256
+    test_frames: int = 500
+    n_expression: int = 46
+    log2_table: int = 13
+    iterations: int = 20000
+    max_minutes: float | None = None
+    crop: bool = True
+
+
+def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
+    output = Path(output)
+    work = output / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    settings = work / "settings.json"
+    wanted = {"video": str(Path(video).resolve()), **asdict(config)}
+    wanted.pop("iterations")
+    wanted.pop("max_minutes")
+    if settings.is_file() and json.loads(settings.read_text()) != wanted:
+        raise ValueError(f"{work} holds an enrollment with other settings; remove it to start over")
+    settings.write_text(json.dumps(wanted))
+
+    data_path = work / "frames.npz"
+    if data_path.is_file() and (work / "face_model.json").is_file():
+        data, model = AvatarData.load(data_path), FaceModel.load(work)
+    else:
+        model, data, crop = prepare(
+            video, resolution=config.resolution, test_frames=config.test_frames,
+            n_expression=config.n_expression, auto_crop=config.crop, progress=progress,
+        )
+        data.save(data_path)
+        model.save(work)
+    k = model.n_expression
+    bounds = (model.bounds_lo[:k].astype(np.float32), model.bounds_hi[:k].astype(np.float32))
+    field_config = FieldConfig(n_expression=k, log2_table=config.log2_table)
+    train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes)
+    trainer = Trainer(data, field_config, train_config, bounds, work)
+    trainer.load_checkpoint()
+    started = time.time()
+    state = trainer.train(progress=progress)
+
+    # The codec section: bounds and priors from the same smoothed training parameters.
+    layout = ParamLayout(k, translation=False)
+    train = data.train_indices
+    rows = np.concatenate(
+        [data.expressions[train], np.stack([_angles(r) for r in data.rotations[train]])], axis=1
+    )
+    codec = CodecConfig.fit(layout, rows)
+    bundle = AvatarBundle(
+        field=trainer.field.eval(),
+        occupancy=trainer.occupancy.mask,
+        face_model=model,
+        codec=codec,
+        resolution=data.resolution,
+        focal=data.focal,
+        metadata={
+            "source": Path(video).name,
+            "training": {
+                "iterations": state.iteration,
+                "seconds": round(state.seconds, 1),
+                "wall_seconds_this_run": round(time.time() - started, 1),
+                "last_batch_psnr": round(state.last_psnr, 2),
+                "train_frames": int(len(train)),
+                "test_frames": int(data.test_frames),
+                "config": asdict(train_config),
+            },
+        },
+    )
+    bundle.save(output)
+    return bundle
+
+
+def _angles(rotation: np.ndarray) -> np.ndarray:
+    from nerfconf.face.pose import rotation_to_angles  # noqa: PLC0415
+
+    return rotation_to_angles(rotation.astype(np.float64))

@@ -1,0 +1,112 @@
+"""The radiance field of a NeRF blendshape head: where there is head, and what colour.
+
+Density and a geometry feature come from a small MLP on the blended hash
+encoding; colour from a second MLP on that feature and the view direction in
+spherical harmonics (degree 4), as in NeRFBlendShape. Softplus keeps density
+positive; a sigmoid keeps colour in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from nerfconf.avatar.hashgrid import BlendedHashGrid, HashGridConfig
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    n_expression: int = 46
+    levels: int = 12
+    features: int = 2
+    log2_table: int = 14
+    min_resolution: int = 16
+    max_resolution: int = 512
+    hidden: int = 64
+    geo_features: int = 15
+    #: half-size of the head box in metres, and its centre in the head frame
+    box_half: tuple[float, float, float] = (0.12, 0.17, 0.11)
+    box_centre: tuple[float, float, float] = (0.0, 0.0, 0.03)
+
+    def grid(self) -> HashGridConfig:
+        return HashGridConfig(
+            levels=self.levels,
+            features=self.features,
+            log2_table=self.log2_table,
+            min_resolution=self.min_resolution,
+            max_resolution=self.max_resolution,
+            n_tables=self.n_expression + 1,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def spherical_harmonics(d: torch.Tensor) -> torch.Tensor:
+    """Real spherical harmonics up to degree 4 (16 values) of unit directions (N, 3)."""
+    x, y, z = d.unbind(-1)
+    xx, yy, zz = x * x, y * y, z * z
+    return torch.stack(
+        [
+            torch.full_like(x, 0.28209479177387814),
+            -0.48860251190291987 * y,
+            0.48860251190291987 * z,
+            -0.48860251190291987 * x,
+            1.0925484305920792 * x * y,
+            -1.0925484305920792 * y * z,
+            0.94617469575755997 * zz - 0.31539156525251999,
+            -1.0925484305920792 * x * z,
+            0.54627421529603959 * (xx - yy),
+            0.59004358992664352 * y * (-3.0 * xx + yy),
+            2.8906114426405538 * x * y * z,
+            0.45704579946446572 * y * (1.0 - 5.0 * zz),
+            0.3731763325901154 * z * (5.0 * zz - 3.0),
+            0.45704579946446572 * x * (1.0 - 5.0 * zz),
+            1.4453057213202769 * z * (xx - yy),
+            0.59004358992664352 * x * (-xx + 3.0 * yy),
+        ],
+        dim=-1,
+    )
+
+
+class BlendshapeField(nn.Module):
+    def __init__(self, config: FieldConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoding = BlendedHashGrid(config.grid())
+        width = config.hidden
+        self.density_net = nn.Sequential(
+            nn.Linear(self.encoding.config.output_dim, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, 1 + config.geo_features),
+        )
+        self.color_net = nn.Sequential(
+            nn.Linear(16 + config.geo_features, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, 3),
+        )
+        self.register_buffer("box_half", torch.tensor(config.box_half, dtype=torch.float32))
+        self.register_buffer("box_centre", torch.tensor(config.box_centre, dtype=torch.float32))
+
+    def normalize(self, points: torch.Tensor) -> torch.Tensor:
+        """Head-frame metres to the hash grid's unit cube."""
+        return (points - self.box_centre) / (2 * self.box_half) + 0.5
+
+    def density(self, points: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density (N,) and geometry feature (N, G) at head-frame points (N, 3)."""
+        h = self.density_net(self.encoding(self.normalize(points), expression))
+        # Shifted softplus starts the field nearly empty, which keeps early gradients tame.
+        return nn.functional.softplus(h[:, 0] - 1.0), h[:, 1:]
+
+    def forward(
+        self, points: torch.Tensor, directions: torch.Tensor, expression: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sigma, geo = self.density(points, expression)
+        rgb = torch.sigmoid(self.color_net(torch.cat([spherical_harmonics(directions), geo], dim=-1)))
+        return sigma, rgb

@@ -1,0 +1,153 @@
+"""Rays, sampling and volume rendering: the reference renderer training uses.
+
+Cameras follow OpenCV (x right, y down, z forward); rays are expressed in the
+head frame, so the head pose becomes the camera pose. The background is white.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nerfconf.avatar.field import BlendshapeField
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera placed in the head frame."""
+
+    rotation: np.ndarray  # (3, 3) camera axes -> head axes
+    centre: np.ndarray  # (3,) camera centre in the head frame, metres
+    focal: float
+    resolution: int
+
+    def rays(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Origins and unit directions (M, 3) through pixel centres ``pixels`` (M, 2) as (x, y)."""
+        c = self.resolution / 2.0
+        cam = np.stack(
+            [(pixels[:, 0] + 0.5 - c) / self.focal, (pixels[:, 1] + 0.5 - c) / self.focal, np.ones(len(pixels))],
+            axis=1,
+        )
+        d = cam @ self.rotation.T
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        o = np.broadcast_to(self.centre, d.shape)
+        return torch.from_numpy(np.ascontiguousarray(o, np.float32)), torch.from_numpy(d.astype(np.float32))
+
+    def all_pixels(self) -> np.ndarray:
+        ys, xs = np.mgrid[0 : self.resolution, 0 : self.resolution]
+        return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances of rays through an axis-aligned box (far <= near when they miss)."""
+    inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+    t0, t1 = (lo - o) * inv, (hi - o) * inv
+    near = torch.minimum(t0, t1).amax(dim=-1).clamp_min(0.0)
+    far = torch.maximum(t0, t1).amin(dim=-1)
+    return near, far
+
+
+@dataclass
+class RenderOutput:
+    rgb: torch.Tensor  # (M, 3)
+    opacity: torch.Tensor  # (M,)
+    depth: torch.Tensor  # (M,)
+
+
+def composite(
+    sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, step: torch.Tensor, background: float = 1.0
+) -> RenderOutput:
+    """Alpha compositing of (M, S) samples front to back."""
+    alpha = 1.0 - torch.exp(-sigma * step[:, None])
+    # Exclusive cumulative product: transmittance before each sample.
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
+    weights = alpha * trans
+    opacity = weights.sum(dim=1)
+    color = (weights[..., None] * rgb).sum(dim=1) + (1.0 - opacity[:, None]) * background
+    depth = (weights * t).sum(dim=1) / opacity.clamp_min(1e-6)
+    return RenderOutput(color, opacity, depth)
+
+
+def render_rays(
+    field: BlendshapeField,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    expression: torch.Tensor,
+    *,
+    samples: int = 48,
+    perturb: bool = False,
+    occupancy: OccupancyGrid | None = None,
+) -> RenderOutput:
+    """Stratified samples between the rays' entry into and exit from the head box."""
+    lo = field.box_centre - field.box_half
+    hi = field.box_centre + field.box_half
+    near, far = ray_box(origins, directions, lo, hi)
+    hit = far > near
+    far = torch.where(hit, far, near)
+    m = origins.shape[0]
+    steps = (torch.arange(samples, dtype=torch.float32) + (torch.rand(m, samples) if perturb else 0.5)) / samples
+    step = (far - near) / samples
+    t = near[:, None] + (far - near)[:, None] * steps
+    points = origins[:, None, :] + t[..., None] * directions[:, None, :]
+    flat = points.reshape(-1, 3)
+    keep = hit[:, None].expand(m, samples).reshape(-1)
+    if occupancy is not None:
+        keep = keep & occupancy.occupied(flat)
+    sigma = torch.zeros(m * samples)
+    rgb = torch.ones(m * samples, 3)
+    idx = torch.nonzero(keep).squeeze(1)
+    if idx.numel():
+        dirs = directions[:, None, :].expand(m, samples, 3).reshape(-1, 3)
+        s, c = field(flat[idx], dirs[idx], expression)
+        sigma = sigma.index_put((idx,), s)
+        rgb = rgb.index_put((idx,), c)
+    return composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
+
+
+class OccupancyGrid:
+    """Which cells of the head box may hold density, for any expression seen in training.
+
+    The union over expressions (as NeRFBlendShape takes it) is kept by
+    updating from a random training expression each time and decaying slowly.
+    """
+
+    def __init__(self, field: BlendshapeField, resolution: int = 64, decay: float = 0.95) -> None:
+        self.field = field
+        self.resolution = resolution
+        self.decay = decay
+        #: None until the first measurement: until then everything counts as occupied
+        self.density: torch.Tensor | None = None
+        self.threshold = 0.01
+        self.step = float((2 * field.box_half).max()) / 48
+
+    def cell_centres(self, jitter: bool) -> torch.Tensor:
+        r = self.resolution
+        idx = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), dim=-1).reshape(-1, 3).float()
+        offset = torch.rand_like(idx) if jitter else torch.full_like(idx, 0.5)
+        unit = (idx + offset) / r
+        lo = self.field.box_centre - self.field.box_half
+        return lo + unit * (2 * self.field.box_half)
+
+    @torch.no_grad()
+    def update(self, expression: torch.Tensor, chunk: int = 1 << 16) -> None:
+        pts = self.cell_centres(jitter=True)
+        sigma = torch.cat([self.field.density(p, expression)[0] for p in pts.split(chunk)])
+        sigma = sigma.view((self.resolution,) * 3)
+        self.density = sigma if self.density is None else torch.maximum(self.density * self.decay, sigma)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        if self.density is None:
+            return torch.ones((self.resolution,) * 3, dtype=torch.bool)
+        # a cell matters when one sample there would be at least 1 % opaque
+        return 1.0 - torch.exp(-self.density * self.step) > self.threshold
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor:
+        unit = self.field.normalize(points)
+        cell = (unit * self.resolution).long().clamp(0, self.resolution - 1)
+        return self.mask[cell[:, 0], cell[:, 1], cell[:, 2]]
+
+    def fraction(self) -> float:
+        return float(self.mask.float().mean())

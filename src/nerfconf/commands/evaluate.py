@@ -1,0 +1,51 @@
+"""``nerfconf eval``: quality and rate measurements of the whole system."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nerfconf.commands.common import UserError, existing_dir, existing_file
+
+
+def quality(args: argparse.Namespace) -> int:
+    from nerfconf.avatar.bundle import BundleError  # noqa: PLC0415
+    from nerfconf.capture.video import VideoError  # noqa: PLC0415
+    from nerfconf.evaluate.quality import evaluate_quality  # noqa: PLC0415
+
+    strip = args.strip or (args.avatar / "eval_strip.png")
+    try:
+        result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
+                                  strip=strip, progress=not args.json)
+    except (BundleError, VideoError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    result["strip"] = str(strip)
+    print(json.dumps(result, indent=2) if args.json else _summary(result))
+    return 0
+
+
+def _summary(r: dict) -> str:
+    full, head = r["full"], r["head"]
+    return (f"{r['frames']} held-out frames of {r['video']} at {r['resolution']} px (from frame {r['first_frame']}):\n"
+            f"  full frame   PSNR {full['psnr']['mean']:.2f} dB  SSIM {full['ssim']['mean']:.4f}  "
+            f"LPIPS {full['lpips']['mean']:.4f}\n"
+            f"  inside mask  PSNR {head['psnr']['mean']:.2f} dB  SSIM {head['ssim']['mean']:.4f}\n"
+            f"  render {r['render_ms_median']:.0f} ms/frame ({r['renderer']}); strip: {r['strip']}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="measure the quality of an avatar and the whole system")
+    ev_sub = ev.add_subparsers(dest="what", metavar="WHAT", required=True)
+    p = ev_sub.add_parser(
+        "quality", help="render an avatar's held-out frames and score them (PSNR, SSIM, LPIPS)",
+        description="Renders the last --test-frames frames of the avatar's video from the parameters the "
+        "sender would transmit, compares them with the head-only frames on white, and writes a strip of "
+        "ground truth above avatar.")
+    p.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
+    p.add_argument("--video", type=existing_file, required=True, help="the video the avatar was enrolled from")
+    p.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
+    p.add_argument("--samples", type=int, default=48, help="samples per ray (default 48)")
+    p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=quality)

@@ -54,6 +54,8 @@ class RenderOutput:
     rgb: torch.Tensor  # (M, 3)
     opacity: torch.Tensor  # (M,)
     depth: torch.Tensor  # (M,)
+    #: field evaluations spent (samples left after box and occupancy culling)
+    evaluated: int = 0
 
 
 def composite(
@@ -103,7 +105,9 @@ def render_rays(
         s, c = field(flat[idx], dirs[idx], expression)
         sigma = sigma.index_put((idx,), s)
         rgb = rgb.index_put((idx,), c)
-    return composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
+    out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
+    out.evaluated = int(idx.numel())
+    return out
 
 
 class FixedOccupancy:

@@ -119,7 +119,7 @@ class Trainer:
             self.occupancy.update(clamp_expression(data, self.lo, self.hi, j))
         mse = float(((out.rgb.detach() - target) ** 2).mean())
         self.state.last_psnr = -10 * math.log10(max(mse, 1e-10))
-        return {"loss": float(loss.detach()), "psnr": self.state.last_psnr}
+        return {"loss": float(loss.detach()), "psnr": self.state.last_psnr, "samples": out.evaluated}
 
     # -- the run ---------------------------------------------------------------------------
 

@@ -81,6 +81,17 @@ def extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    from nerfconf.bench.train import bench_train  # noqa: PLC0415
+
+    video = args.data / "cnn2_25fps.mp4"
+    if not video.is_file():
+        raise UserError(f"{video} not found: point --data at the shared data directory")
+    result = bench_train(video, resolution=args.resolution, iterations=args.iterations, repeats=args.repeats)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and bitrate of a module")
     bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -112,3 +123,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
     be.add_argument("--pose-trials", type=int, default=500, help="synthetic rotations to solve (default 500)")
     be.set_defaults(func=extract)
+
+    bt = bench_sub.add_parser("train", help="avatar training speed: iterations and samples per second",
+                              description="Trains the default avatar configuration on the first 200 frames of "
+                              "cnn2_25fps.mp4 and reports medians over repeated timed runs after a warm-up.")
+    bt.add_argument("--data", type=Path, default=Path("../shared/data"),
+                    help="directory with cnn2_25fps.mp4 (default ../shared/data)")
+    bt.add_argument("--resolution", type=int, default=256)
+    bt.add_argument("--iterations", type=int, default=200, help="iterations per timed run (default 200)")
+    bt.add_argument("--repeats", type=int, default=3)
+    bt.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    bt.set_defaults(func=train)

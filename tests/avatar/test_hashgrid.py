@@ -89,11 +89,12 @@ def test_non_power_of_two_table_uses_modulo_like_the_reference():
     )
 
 
-def test_table_gradient_matches_autograd_through_reference():
-    grid = _grid()
+@pytest.mark.parametrize("features", [2, 3])
+def test_table_gradient_matches_autograd_through_reference(features):
+    grid = _grid(HashGridConfig(**{**TINY.__dict__, "features": features}))
     x = _points(2000)
     table = grid.tables[1].detach().clone().requires_grad_(True)
-    upstream = torch.randn(2000, TINY.output_dim, generator=torch.Generator().manual_seed(5))
+    upstream = torch.randn(2000, 4 * features, generator=torch.Generator().manual_seed(5))
     (encode(x, table, grid.resolutions) * upstream).sum().backward()
     ours = table.grad.clone()
     table.grad = None
@@ -128,6 +129,17 @@ def test_blend_backward_accumulates_and_skips_zero_rows_and_weights():
     K.blend_backward(g, w, acc)
     np.testing.assert_allclose(acc, expect, rtol=1e-6, atol=1e-6)
     assert list(K.touched_rows(g)[:12]) == list(range(10)) + [40, 41]
+
+
+@pytest.mark.parametrize("touched", [5, 150])  # row-list path (< 1/8 of rows), dense path
+def test_weight_gradient_kernel_matches_float64_dot_products(touched):
+    rng = np.random.default_rng(touched)
+    tables = rng.standard_normal((5, 3, 64, 2)).astype(np.float32)
+    g = np.zeros((3, 64, 2), np.float32)
+    flat = g.reshape(-1, 2)
+    flat[rng.choice(192, touched, replace=False)] = rng.standard_normal((touched, 2))
+    expect = np.einsum("kltf,ltf->k", tables.astype(np.float64), g.astype(np.float64))
+    np.testing.assert_allclose(K.blend_weight_grad(tables, g), expect, rtol=1e-6, atol=1e-6)
 
 
 def test_module_forward_and_expression_gradient_match_reference():

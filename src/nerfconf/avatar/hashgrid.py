@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -313,3 +314,69 @@ class BlendedHashGrid(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         return self.encode(x, self.blended_table(expression))
+
+
+def benchmark(
+    n_points: int = 262144, threads: int = 2, repeats: int = 5, config: HashGridConfig | None = None
+) -> dict[str, float]:
+    """Kernel timings (median of ``repeats`` after a warm-up) on random data.
+
+    Run as ``python -m nerfconf.avatar.hashgrid``; the defaults are the avatar's
+    grid (L = 12, F = 2, T = 2^14, K+1 = 47) and 2^18 samples on 2 threads.
+    """
+    config = config or HashGridConfig()
+    numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    c = config
+    res = _resolutions_array(c.resolutions)
+    x = rng.random((n_points, 3), dtype=np.float32)
+    tables = rng.uniform(-INIT_SCALE, INIT_SCALE, (c.n_tables, c.levels, c.table_size, c.features))
+    tables = tables.astype(np.float32)
+    w = np.concatenate([[1.0], rng.uniform(0.0, 1.0, c.n_expression)]).astype(np.float32)
+    table = K.blend(tables, w)
+    out = np.empty((n_points, c.output_dim), np.float32)
+    grad_out = rng.standard_normal((n_points, c.output_dim)).astype(np.float32)
+    grad_table = np.zeros_like(table)
+    K.encode_backward(x, grad_out, res, grad_table, threads)
+    grad_tables = np.empty_like(tables)
+
+    def median_s(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    grid = BlendedHashGrid(c)
+    xt = torch.from_numpy(x)
+    e = torch.from_numpy(w[1:].copy()).requires_grad_(True)
+    up = torch.from_numpy(grad_out)
+
+    def train_step() -> None:
+        grid.tables.grad = e.grad = None
+        (grid(xt, e) * up).sum().backward()
+
+    fwd = median_s(lambda: K.encode_forward(x, table, res, out))
+    bwd = median_s(lambda: K.encode_backward(x, grad_out, res, grad_table, threads))
+    step = median_s(train_step)
+    return {
+        "forward_ms": 1e3 * fwd,
+        "forward_Msamples_s": n_points / fwd / 1e6,
+        "backward_ms": 1e3 * bwd,
+        "forward_backward_Msamples_s": n_points / (fwd + bwd) / 1e6,
+        "blend_ms": 1e3 * median_s(lambda: K.blend(tables, w)),
+        "blend_backward_ms": 1e3 * median_s(lambda: K.blend_backward(grad_table, w, grad_tables)),
+        "blend_backward_into_ms": 1e3
+        * median_s(lambda: K.blend_backward_into(grad_table, w, grad_tables)),
+        "blend_weight_grad_ms": 1e3 * median_s(lambda: K.blend_weight_grad(tables, grad_table)),
+        "module_train_step_ms": 1e3 * step,
+        "module_train_step_Msamples_s": n_points / step / 1e6,
+    }
+
+
+if __name__ == "__main__":
+    for name, value in benchmark().items():
+        print(f"{name:32s} {value:8.2f}")

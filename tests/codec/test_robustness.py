@@ -1,6 +1,5 @@
 """Hostile, damaged, lost, replayed and reordered input."""
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from nerfconf.commands.common import UserError, existing_file, load_track, sent_layout

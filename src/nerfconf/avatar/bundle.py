@@ -119,6 +119,20 @@ class AvatarBundle:
                    {k: v for k, v in meta.items() if k not in known})
 
 
+def rest_translation(bundle: AvatarBundle) -> np.ndarray:
+    """Where the head sits (metres, camera space) when the sender sends no translation.
+
+    Enrollment stores the median over its training frames. Older bundles get
+    the distance at which the head box just fills the frame, which is how the
+    enrollment crop is sized.
+    """
+    stored = bundle.metadata.get("rest_translation")
+    if isinstance(stored, list) and len(stored) == 3 and all(isinstance(v, (int, float)) for v in stored):
+        return np.asarray(stored, np.float64)
+    height = 2.0 * float(bundle.field.config.box_half[1])
+    return np.array([0.0, 0.0, bundle.focal * height / bundle.resolution])
+
+
 def bundle_size_bytes(directory: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
 

@@ -80,6 +80,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
         focal=data.focal,
         metadata={
             "source": Path(video).name,
+            "rest_translation": [round(float(v), 5) for v in np.median(data.translations[train], axis=0)],
             "training": {
                 "iterations": state.iteration,
                 "seconds": round(state.seconds, 1),

@@ -1,0 +1,1 @@
+"""Wiring of the sender and receiver stages, with per-frame latency probes."""

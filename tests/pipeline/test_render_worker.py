@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nerfconf.pipeline.render_worker import RenderJob, RenderWorker, RenderWorkerError
+from nerfconf.tracks import ParamTrack
+
+SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
+
+
+def test_the_render_process_renders_a_head_from_parameters():
+    track = ParamTrack.load(SAMPLE / "demo_track.npz")
+    p = track.params(0)
+    with RenderWorker(SAMPLE, resolution=32) as worker:
+        worker.submit(RenderJob(7, 0, p.expression[:46], p.rotation, p.translation))
+        result = worker.result(timeout=120)
+    assert result is not None and result.key == 7
+    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    # a head in the middle, white at the corners
+    assert result.image[12:20, 12:20].mean() < 200
+    assert result.image[0, 0].min() > 240
+    assert result.t_out >= result.t_in
+
+
+def test_a_bad_bundle_fails_at_start_with_the_reason(tmp_path):
+    worker = RenderWorker(tmp_path, resolution=16)
+    with pytest.raises(RenderWorkerError, match="not an avatar bundle"):
+        worker.start(timeout=120)

@@ -21,7 +21,7 @@ def enroll(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
-    config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
+    config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k, log2_table=args.table_bits,
                           iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop)
     try:
         bundle = enroll(args.video, args.output, config)
@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=256, help="render resolution in pixels (default 256)")
     p.add_argument("--test-frames", type=int, default=500, help="frames at the end never trained on (default 500)")
     p.add_argument("-k", type=int, default=46, help="expression components (default 46)")
+    p.add_argument("--table-bits", type=int, default=13,
+                   help="log2 of hash-table rows per level (default 13; 11 makes a ~4x smaller avatar)")
     p.add_argument("--iters", type=int, default=20000, help="training iterations (default 20000)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
     p.add_argument("--device", default="cpu", help="training device (only cpu so far)")

@@ -91,6 +91,16 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def channel(args: argparse.Namespace) -> int:
+    from nerfconf.bench.channel import run_channel_sim  # noqa: PLC0415
+
+    try:
+        run_channel_sim(loss=args.loss, seconds=args.seconds, seed=args.seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and bitrate of a module")
     bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -133,3 +143,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--repeats", type=int, default=3)
     bt.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bt.set_defaults(func=train)
+    bch = bench_sub.add_parser(
+        "channel", help="the codec over a simulated lossy channel, in each transport mode",
+        description="Codes a face-parameter track and sends it over a simulated lossy datagram channel "
+        "(no sockets) three ways: the paper's previous-frame prediction, anchor prediction with acks, and "
+        "anchor prediction with copies of the last frames in every datagram.")
+    bch.add_argument("--loss", type=float, default=0.10, help="random packet loss, 0..1 (default 0.10)")
+    bch.add_argument("--seconds", type=float, default=30.0, help="length of the call (default 30)")
+    bch.add_argument("--seed", type=int, default=1, help="seed of the loss pattern")
+    bch.set_defaults(func=channel)

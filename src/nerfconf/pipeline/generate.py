@@ -49,7 +49,7 @@ class ReferenceRenderer:
 
 def make_renderer(bundle: AvatarBundle, resolution: int | None = None, device: str = "cpu"):
     try:
-        from nerfconf.avatar.fast_renderer import Renderer  # noqa: PLC0415
+        from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
     except ImportError:
         return ReferenceRenderer(bundle, resolution)
     return Renderer(bundle, resolution, device)
@@ -60,7 +60,7 @@ def make_view(offsets: tuple[float, float, float] | None):
     if offsets is None:
         return None
     try:
-        from nerfconf.avatar.fast_renderer import View  # noqa: PLC0415
+        from nerfconf.avatar.view import View  # noqa: PLC0415
     except ImportError:
         return None
     return View(*offsets)

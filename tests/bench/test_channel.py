@@ -1,8 +1,8 @@
-from nerfconf.demo import run_codec_demo
+from nerfconf.bench.channel import run_channel_sim
 
 
 def test_copies_and_anchor_prediction_beat_the_papers_scheme_under_loss():
-    paper, anchor, copies = run_codec_demo(loss=0.1, seconds=10, seed=2)
+    paper, anchor, copies = run_channel_sim(loss=0.1, seconds=10, seed=2)
     assert paper.decoded < anchor.decoded < copies.decoded
     assert copies.decoded >= 0.97 * copies.frames
     assert copies.recovered_from_copies > 0

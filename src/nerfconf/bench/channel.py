@@ -1,9 +1,9 @@
-"""``nerfconf demo``: what runs until the call pipeline lands.
+"""``nerfconf bench channel``: the codec over a simulated lossy datagram channel.
 
-It codes a parameter track and carries it over a simulated lossy datagram
-channel in the three ways the transport will offer, showing why datagrams
-with copies of earlier frames and anchor prediction are the default: one lost
-packet costs nothing, where the paper's scheme loses the rest of the GOP.
+It codes a parameter track and carries it in the three ways the transport
+offers, showing why datagrams with copies of earlier frames and anchor
+prediction are the default: one lost packet costs nothing, where the paper's
+scheme loses the rest of the GOP. No sockets: the loss is drawn per datagram.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def simulate(
     )
 
 
-def run_codec_demo(loss: float = 0.10, seconds: float = 30.0, seed: int = 1) -> list[ChannelResult]:
+def run_channel_sim(loss: float = 0.10, seconds: float = 30.0, seed: int = 1) -> list[ChannelResult]:
     if not 0 <= loss < 1:
         raise ValueError(f"loss must be in 0..1, got {loss}")
     fps = 20.0
@@ -104,9 +104,9 @@ def run_codec_demo(loss: float = 0.10, seconds: float = 30.0, seed: int = 1) -> 
     train, call = full.slice(0, 1500), full.slice(1500)
     console = make_console()
     console.print(
-        f"[bold]nerfconf codec demo[/]: {seconds:g} s of face parameters at {fps:g} fps "
+        f"[bold]codec over a lossy channel[/]: {seconds:g} s of face parameters at {fps:g} fps "
         f"({call.layout.dims} values per frame), {100 * loss:.0f} % random datagram loss.\n"
-        f"The parameter track is synthetic ({call.source}); the live call demo arrives with the pipeline."
+        f"The parameter track is synthetic ({call.source})."
     )
     results = [
         simulate(call, train, reference=Reference.PREV, copies=1, loss=loss, seed=seed,

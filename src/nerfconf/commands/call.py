@@ -1,0 +1,116 @@
+"""``nerfconf call``, ``send`` and ``receive``: a real call between two machines or processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nerfconf.commands.common import UserError, existing_dir, existing_file
+
+
+def _listen_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        return host or "0.0.0.0", int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
+
+
+def _view(text: str) -> tuple[float, float, float]:
+    try:
+        yaw, pitch, roll = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YAW,PITCH,ROLL in degrees, got {text!r}") from None
+    return yaw, pitch, roll
+
+
+def run(args: argparse.Namespace) -> int:
+    from nerfconf.avatar.bundle import BundleError  # noqa: PLC0415
+    from nerfconf.capture.source import CameraError  # noqa: PLC0415
+    from nerfconf.capture.video import VideoError  # noqa: PLC0415
+    from nerfconf.codec.errors import IncompatibleStreamError  # noqa: PLC0415
+    from nerfconf.net.errors import NetError  # noqa: PLC0415
+    from nerfconf.pipeline.call import CallSettings, call  # noqa: PLC0415
+    from nerfconf.pipeline.render_worker import RenderWorkerError  # noqa: PLC0415
+
+    try:
+        settings = CallSettings(own=getattr(args, "avatar_self", None), peer=getattr(args, "avatar_peer", None),
+                                listen=args.listen, join=args.connect, token=args.token,
+                                video=getattr(args, "video", None), camera=getattr(args, "camera", None),
+                                loop_video=getattr(args, "loop", False), seconds=args.seconds,
+                                save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
+                                view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
+                                mode=args.mode)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+    def show_join(join: str) -> None:
+        print(f"waiting for the other peer; give them this join string:\n  {join}", flush=True)
+
+    try:
+        result = call(settings, on_join=show_join)
+    except (BundleError, VideoError, CameraError, RenderWorkerError, IncompatibleStreamError, NetError,
+            OSError) as exc:
+        raise UserError(str(exc)) from exc
+    summary = {"sender": result.sender.to_dict() if result.sender else None,
+               "receiver": result.receiver.to_dict() if result.receiver else None,
+               "transport": result.transport}
+    if args.stats is not None:
+        args.stats.write_text(json.dumps(summary, indent=1, default=float))
+    print(json.dumps({k: v for k, v in summary.items() if v}, default=float)[:2000])
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", type=_listen_addr, metavar="[HOST:]PORT",
+                       help="wait for the other peer on this UDP port and print the join string to give them")
+    where.add_argument("--connect", metavar="JOIN", help="join string printed by the listening peer "
+                       "(nerfconf://HOST:PORT#sha256=...&token=...)")
+    p.add_argument("--token", default=None, help="room token to require when listening (default: a new random one)")
+    p.add_argument("--mode", choices=("datagram", "stream"), default="datagram",
+                   help="datagrams with copies of the last frames (default), or the paper's reliable stream")
+    p.add_argument("--seconds", type=float, default=None, help="hang up after this many seconds")
+    p.add_argument("--stats", type=Path, default=None, help="write the call's stats as JSON here")
+
+
+def _sending(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--avatar-self", type=existing_dir, required=True, metavar="MINE",
+                   help="your avatar bundle: its face model and codec settings code your face")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=int, metavar="N", help="capture from camera N (OpenCV index)")
+    src.add_argument("--video", type=existing_file, help="send this video file as if it were a camera")
+    p.add_argument("--loop", action="store_true", help="loop the video file")
+
+
+def _receiving(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--avatar-peer", type=existing_dir, required=True, metavar="THEIRS",
+                   help="the other peer's avatar bundle, rendered from the parameters they send")
+    p.add_argument("--save", type=Path, default=None, help="also write the received video to this mp4")
+    p.add_argument("--no-window", action="store_true", help="do not open a window even if there is a display")
+    p.add_argument("--view", type=_view, default=None, metavar="YAW,PITCH,ROLL",
+                   help="watch from this offset in degrees (each within ±45) instead of the sender's view")
+    p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("call", help="a two-way 3D video call with another peer",
+                       description="Sends your face as ~50 parameters per frame and renders the other peer's "
+                       "avatar from theirs. One peer runs with --listen and prints a join string; the other "
+                       "passes it to --connect.")
+    _common(p)
+    _sending(p)
+    _receiving(p)
+    p.set_defaults(func=run)
+    p = sub.add_parser("send", help="send your face to a peer (one direction)",
+                       description="The sender half of a call: capture, extract, encode and send.")
+    _common(p)
+    _sending(p)
+    p.set_defaults(func=run)
+    p = sub.add_parser("receive", help="receive and render a peer (one direction)",
+                       description="The receiver half of a call: receive, decode, buffer, render and display "
+                       "(a window if there is a display, and/or --save FILE).")
+    _common(p)
+    _receiving(p)
+    p.set_defaults(func=run)

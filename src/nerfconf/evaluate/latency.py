@@ -1,0 +1,63 @@
+"""Each module timed alone, for the left column of the paper's Table 1.
+
+Every module runs on the demo's real inputs, one frame at a time as in a call,
+after a warm-up, and the median is taken. Transport alone is the one-way
+latency of a short clean call through the emulator at RTT 20 ms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.capture.video import read_frames
+from nerfconf.codec.decoder import ParamDecoder
+from nerfconf.codec.encoder import ParamEncoder
+from nerfconf.face.extract import Extractor
+from nerfconf.types import FaceParams
+
+
+def _median_ms(fn: Callable[[int], object], n: int, warmup: int = 3) -> float:
+    for i in range(min(warmup, n)):
+        fn(i)
+    ms = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(ms))
+
+
+def modules_alone(bundle: AvatarBundle, clip: str | Path, *, frames: int = 60,
+                  render: Callable[[FaceParams], object] | None = None) -> dict[str, float]:
+    """Median ms per frame of extract, encode, decode and (when given) generate."""
+    images = [f.image for f, _ in zip(read_frames(clip), range(frames))]
+    if not images:
+        raise ValueError(f"{clip}: no frames")
+    out: dict[str, float] = {}
+    params: list[FaceParams] = []
+    layout = bundle.codec.layout
+    with Extractor(bundle.face_model) as extractor:
+        from nerfconf.types import Frame  # noqa: PLC0415
+
+        def extract(i: int) -> None:
+            r = extractor.process(Frame(images[i % len(images)], time.monotonic(), i))
+            if len(params) < len(images):
+                v = r.params.to_vector(extractor.layout)[: layout.dims]
+                params.append(FaceParams.from_vector(v, layout, face_found=r.params.face_found,
+                                                     t_capture=i / 20.0, index=i))
+
+        out["extract"] = _median_ms(extract, len(images), warmup=0)
+    encoder = ParamEncoder(bundle.codec)
+    coded = []
+    out["encode"] = _median_ms(lambda i: coded.append(encoder.encode(params[i])), len(params), warmup=0)
+    decoder = ParamDecoder(bundle.codec)
+    out["decode"] = _median_ms(lambda i: decoder.decode(coded[i].data), len(coded), warmup=0)
+    if render is not None:
+        faces = [p for p in params if p.face_found] or params
+        out["generate"] = _median_ms(lambda i: render(faces[i % len(faces)]), min(len(faces), frames))
+    return out

@@ -1,0 +1,98 @@
+"""``nerfconf call``, ``send`` and ``receive``: one peer of a real call, in this process.
+
+The listening peer prints a join string (address, certificate fingerprint and
+room token) for the other peer to pass to ``--connect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.capture.source import SourceSpec
+from nerfconf.evaluate.quality import bundle_crop
+from nerfconf.net import TransportConfig, connect, listen
+from nerfconf.net.join import JoinInfo, new_token
+from nerfconf.pipeline.probe import StampLog
+from nerfconf.pipeline.render_worker import RenderWorker
+from nerfconf.pipeline.session import PeerPlan, PeerResult, run_peer
+from nerfconf.playout.sinks import VideoFileSink, WindowSink, has_display
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    #: this user's bundle (face model and codec for sending); None: receive only
+    own: Path | None = None
+    #: the other user's bundle (their avatar); None: send only
+    peer: Path | None = None
+    listen: tuple[str, int] | None = None
+    join: str | None = None
+    token: str | None = None
+    video: Path | None = None
+    camera: int | None = None
+    loop_video: bool = False
+    fps: float = 20.0
+    seconds: float | None = None
+    save: Path | None = None
+    window: bool = True
+    view: tuple[float, float, float] | None = None
+    resolution: int | None = None
+    device: str = "cpu"
+    mode: str = "datagram"
+
+    def __post_init__(self) -> None:
+        if (self.listen is None) == (self.join is None):
+            raise ValueError("give exactly one of --listen or --connect")
+        if self.own is None and self.peer is None:
+            raise ValueError("a call needs --avatar-self (to send), --avatar-peer (to receive), or both")
+        if self.own is not None and self.video is None and self.camera is None:
+            raise ValueError("sending needs --video PATH or --camera N")
+
+
+def _source(settings: CallSettings, bundle: AvatarBundle) -> SourceSpec:
+    if settings.camera is not None:
+        return SourceSpec(camera=settings.camera, fps=settings.fps, size=bundle.resolution)
+    return SourceSpec(video=settings.video, fps=settings.fps, size=bundle.resolution, crop=bundle_crop(bundle),
+                      loop=settings.loop_video)
+
+
+async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = print,
+                   worker: RenderWorker | None = None) -> PeerResult:
+    own = AvatarBundle.load(settings.own) if settings.own else None
+    peer = AvatarBundle.load(settings.peer) if settings.peer else None
+    sinks: list = []
+    size = (settings.resolution or peer.resolution) if peer else 0
+    if peer is not None:
+        if settings.window and has_display():
+            sinks.append(WindowSink("nerfconf: " + str(peer.metadata.get("source", "peer")), (2 * size, 2 * size)))
+        if settings.save is not None:
+            sinks.append(VideoFileSink(settings.save, fps=settings.fps, size=size))
+    plan = PeerPlan(own=own, source=_source(settings, own) if own else None, peer=peer, peer_dir=settings.peer,
+                    fps=settings.fps, resolution=settings.resolution, device=settings.device, view=settings.view,
+                    sinks=sinks, seconds=settings.seconds,
+                    max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)
+    config = TransportConfig(mode=settings.mode)
+    stamps = StampLog()
+    try:
+        if settings.listen is not None:
+            host, port = settings.listen
+            async with listen(host, port, settings.token or new_token(), config) as server:
+                on_join(str(server.join_info))
+                conn = await server.accept()
+                return await run_peer(plan, conn, stamps=stamps, worker=worker)
+        join = JoinInfo.parse(settings.join)
+        async with connect(join, config) as conn:
+            return await run_peer(plan, conn, stamps=stamps, worker=worker)
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+def call(settings: CallSettings, on_join: Callable[[str], None] = print) -> PeerResult:
+    if settings.peer is None:
+        return asyncio.run(run_call(settings, on_join=on_join))
+    with RenderWorker(settings.peer, resolution=settings.resolution, device=settings.device) as worker:
+        return asyncio.run(run_call(settings, on_join=on_join, worker=worker))

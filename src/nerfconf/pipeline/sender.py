@@ -1,0 +1,139 @@
+"""The sender: Ingest -> Extract -> Encode -> Send.
+
+Capture and extraction run in threads (MediaPipe and video decoding release
+the GIL for most of their time), joined by drop-oldest FIFOs; encoding and
+sending run on the asyncio loop that owns the QUIC connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from nerfconf.capture.source import SourceSpec, frames
+from nerfconf.codec.config import CodecConfig
+from nerfconf.codec.encoder import ParamEncoder
+from nerfconf.face.extract import Extractor
+from nerfconf.face.model import FaceModel
+from nerfconf.pipeline.fifo import AsyncDropOldest, DropOldest
+from nerfconf.pipeline.probe import StampLog
+from nerfconf.types import EncodedFrame, FaceParams, Frame
+
+
+@dataclass
+class SenderStats:
+    captured: int = 0
+    extracted: int = 0
+    faces: int = 0
+    sent: int = 0
+    dropped_before_extract: int = 0
+    dropped_before_send: int = 0
+    payload_bytes: int = 0
+    seconds: float = 0.0
+    encoder: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["payload_kbps"] = round(8 * self.payload_bytes / self.seconds / 1e3, 3) if self.seconds else 0.0
+        return d
+
+
+class Sender:
+    """Drives ``send(frame, deadline)`` with one coded frame per captured frame."""
+
+    def __init__(self, source: SourceSpec, face_model: FaceModel, codec: CodecConfig, *,
+                 stamps: StampLog | None = None, on_frame: Callable[[Frame, FaceParams], None] | None = None,
+                 max_frames: int | None = None) -> None:
+        self.source = source
+        self.face_model = face_model
+        self.encoder = ParamEncoder(codec)
+        self.layout = codec.layout
+        self.stamps = stamps or StampLog()
+        #: called from the extraction thread with every frame and its parameters (the demo records its input)
+        self.on_frame = on_frame
+        self.max_frames = max_frames
+        self.stats = SenderStats()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, send: Callable[[EncodedFrame, float], None]) -> SenderStats:
+        """Runs until the source ends, ``max_frames`` were captured, or :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        captured: DropOldest[Frame] = DropOldest(2)
+        extracted: AsyncDropOldest[tuple[Frame, FaceParams, float, float]] = AsyncDropOldest(4, loop)
+        period = 1.0 / self.source.fps
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=self._capture, args=(captured,), name="nerfconf-capture", daemon=True),
+            threading.Thread(target=self._extract, args=(captured, extracted), name="nerfconf-extract",
+                             daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            while (item := await extracted.get()) is not None:
+                frame, params, t_extract_in, t_extract_out = item
+                t_in = time.monotonic()
+                coded = self.encoder.encode(params)
+                t_out = time.monotonic()
+                self.stamps.mark(coded.seq, "capture", frame.t_capture)
+                self.stamps.mark(coded.seq, "extract_in", t_extract_in)
+                self.stamps.mark(coded.seq, "extract_out", t_extract_out)
+                self.stamps.mark(coded.seq, "encode_in", t_in)
+                self.stamps.mark(coded.seq, "encode_out", t_out)
+                self.stamps.mark(coded.seq, "bytes", len(coded.data))
+                self.stamps.mark(coded.seq, "index", frame.index)
+                # A frame is worth sending until the one after it is due on screen.
+                send(coded, frame.t_capture + 3 * period)
+                self.stats.sent += 1
+                self.stats.payload_bytes += len(coded.data)
+        finally:
+            self._stop.set()
+            captured.close()
+            for t in threads:
+                await asyncio.to_thread(t.join, 5.0)
+            self.stats.seconds = time.monotonic() - started
+            self.stats.dropped_before_extract = captured.dropped
+            self.stats.dropped_before_send = extracted.dropped
+            self.stats.encoder = asdict(self.encoder.stats)
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+    def _capture(self, out: DropOldest[Frame]) -> None:
+        try:
+            for frame in frames(self.source, stop=self._stop.is_set):
+                out.put(frame)
+                self.stats.captured += 1
+                if self.max_frames is not None and self.stats.captured >= self.max_frames:
+                    break
+        except Exception as exc:  # noqa: BLE001 - handed to run(), which raises it in the caller
+            self.error = exc
+        finally:
+            out.close()
+
+    def _extract(self, inp: DropOldest[Frame], out: AsyncDropOldest) -> None:
+        try:
+            with Extractor(self.face_model) as extractor:
+                while (frame := inp.get()) is not None:
+                    t_in = time.monotonic()
+                    result = extractor.process(frame)
+                    # The extractor's layout carries translation; the codec's may not.
+                    params = FaceParams.from_vector(result.params.to_vector(extractor.layout)[: self.layout.dims],
+                                                    self.layout, face_found=result.params.face_found,
+                                                    t_capture=frame.t_capture, index=frame.index)
+                    self.stats.extracted += 1
+                    self.stats.faces += int(params.face_found)
+                    if self.on_frame is not None:
+                        self.on_frame(frame, params)
+                    out.put_threadsafe((frame, params, t_in, time.monotonic()))
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            out.put_threadsafe(None)

@@ -1,0 +1,121 @@
+"""``nerfconf bench render``: how fast the receiver renders an avatar, and how close to the reference.
+
+Frames come from a real parameter track: by default the parameters the sender
+would transmit for the avatar's held-out frames (``heldout_track``), the same
+inputs ``nerfconf eval quality`` renders.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.renderer import Camera
+from nerfconf.face.pose import rotation_to_angles
+from nerfconf.tracks import ParamTrack
+from nerfconf.types import ParamLayout
+
+#: The held-out parameter track stored beside a bundle, when there is one.
+HELDOUT_TRACK = "heldout_track.npz"
+
+
+def track_from_cameras(expressions: np.ndarray, cameras: list[Camera], times: np.ndarray, source: str) -> ParamTrack:
+    """A parameter track (with translation) from per-frame expressions and head-space cameras."""
+    rows = []
+    for e, cam in zip(expressions, cameras):
+        rot = cam.rotation.T  # head -> camera
+        rows.append(np.concatenate([e, rotation_to_angles(rot), -rot @ cam.centre]))
+    layout = ParamLayout(expressions.shape[1], translation=True)
+    return ParamTrack(layout, np.stack(rows), np.ones(len(rows), bool), np.asarray(times, np.float64), source)
+
+
+def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False) -> ParamTrack:
+    """The parameters of the last ``test_frames`` frames of the avatar's video, as ``eval quality`` derives them."""
+    from nerfconf.capture.video import probe  # noqa: PLC0415
+    from nerfconf.evaluate.quality import held_out_frames  # noqa: PLC0415
+
+    held = held_out_frames(bundle, video, test_frames, progress)
+    fps = probe(video).fps or 25.0
+    return track_from_cameras(held.expressions, held.cameras, held.indices / fps,
+                              f"{Path(video).name}: held-out frames {held.indices[0]}..{held.indices[-1]}")
+
+
+def percentile_summary(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "min": float(a.min()),
+            "mean": float(a.mean())}
+
+
+def bench_render(
+    bundle: AvatarBundle,
+    track: ParamTrack,
+    *,
+    resolution: int | None = None,
+    frames: int = 100,
+    device: str = "cpu",
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``."""
+    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+
+    renderer = Renderer(bundle, resolution, device, threads=threads)
+    t0 = time.perf_counter()
+    renderer.prewarm()
+    prewarm_s = time.perf_counter() - t0
+    face_rows = np.flatnonzero(track.face_found)
+    if not len(face_rows):
+        raise ValueError("the track has no frame with a face")
+    order = [int(face_rows[i % len(face_rows)]) for i in range(frames)]
+    items = range(frames)
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        items = tqdm(items, unit="frame", desc=f"rendering at {renderer.resolution} px")
+    ms, parts = [], {}
+    for i in items:
+        params = track.params(order[i])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        renderer.render(params)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        ms.append((time.perf_counter() - t) * 1e3)
+        for k, v in renderer.last_stats.items():
+            parts.setdefault(k, []).append(v)
+    return {
+        "resolution": renderer.resolution,
+        "device": _device_name(device),
+        "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
+        "frames": frames,
+        "track": track.source,
+        "ms_per_frame": percentile_summary(ms),
+        "fps_median": 1e3 / float(np.median(ms)),
+        "parts_median": {k: float(np.median(v)) for k, v in parts.items()},
+        "prewarm_s": prewarm_s,
+        "settings": renderer.settings.__dict__,
+    }
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    import platform  # noqa: PLC0415
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os  # noqa: PLC0415
+
+    return f"cpu ({cpu}, {os.cpu_count()} cores)"

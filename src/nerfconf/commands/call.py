@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from nerfconf.capture.source import CameraError  # noqa: PLC0415
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
     from nerfconf.codec.errors import IncompatibleStreamError  # noqa: PLC0415
-    from nerfconf.net.errors import NetError  # noqa: PLC0415
+    from nerfconf.net.errors import TransportError  # noqa: PLC0415
     from nerfconf.pipeline.call import CallSettings, call  # noqa: PLC0415
     from nerfconf.pipeline.render_worker import RenderWorkerError  # noqa: PLC0415
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = call(settings, on_join=show_join)
-    except (BundleError, VideoError, CameraError, RenderWorkerError, IncompatibleStreamError, NetError,
+    except (BundleError, VideoError, CameraError, RenderWorkerError, IncompatibleStreamError, TransportError,
             OSError) as exc:
         raise UserError(str(exc)) from exc
     summary = {"sender": result.sender.to_dict() if result.sender else None,

@@ -21,7 +21,7 @@ from nerfconf.capture.source import SourceSpec
 from nerfconf.evaluate.quality import bundle_crop
 from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import new_token
-from nerfconf.net.netem import NetemConfig, NetemRelay
+from nerfconf.net.netem import LinkSpec, NetemRelay
 from nerfconf.pipeline.demo_clip import DEMO_CLIP
 from nerfconf.pipeline.probe import StampLog, module_latencies
 from nerfconf.pipeline.render_worker import RenderWorker
@@ -55,6 +55,9 @@ class DemoResult:
     video: Path
     stats_path: Path
     latencies: list
+    #: the two peers' results (A sends, B receives)
+    sender: object = None
+    receiver: object = None
 
 
 async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWorker) -> tuple:
@@ -68,12 +71,11 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames)
     b = PeerPlan(peer=bundle, peer_dir=settings.avatar, fps=settings.fps, sinks=[live], record=True,
                  resolution=settings.resolution)
-    one_way = settings.rtt_ms / 2
-    netem = NetemConfig(delay_ms=one_way, loss=settings.loss, seed=settings.seed)
+    link = LinkSpec(delay_ms=settings.rtt_ms / 2, loss=settings.loss)
     try:
         async with listen("127.0.0.1", 0, new_token(), config) as server:
-            async with NetemRelay(server.join_info.port, netem) as relay:
-                join = dataclasses.replace(server.join_info, port=relay.port)
+            async with NetemRelay(("127.0.0.1", server.join_info.port), link, link, seed=settings.seed) as relay:
+                join = dataclasses.replace(server.join_info, port=relay.address[1])
                 async with connect(join, config) as conn_a:
                     conn_b = await server.accept()
                     got_a, got_b = await asyncio.gather(run_peer(a, conn_a, stamps=stamps, stop=stop),
@@ -124,4 +126,4 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     }
     stats_path = settings.out / "stats.json"
     write_stats(stats_path, stats)
-    return DemoResult(stats, video, stats_path, latencies)
+    return DemoResult(stats, video, stats_path, latencies, a, b)

@@ -26,7 +26,7 @@ from nerfconf.codec.errors import BitstreamError, DuplicateFrameError, MissingRe
 from nerfconf.pipeline.fifo import DropOldest
 from nerfconf.pipeline.probe import StampLog
 from nerfconf.pipeline.render_worker import RenderJob, RenderResult, RenderWorker
-from nerfconf.playout.buffer import PlayoutBuffer
+from nerfconf.playout.buffer import PlayoutBuffer, PlayoutConfig
 
 FADE_SECONDS = 1.0
 
@@ -64,20 +64,29 @@ class Receiver:
     def __init__(self, worker: RenderWorker, codec: CodecConfig, *, fps: float = 20.0,
                  sinks: list | None = None, view: tuple[float, float, float] | None = None,
                  stamps: StampLog | None = None, record: bool = False,
-                 request_iframe: Callable[[], None] | None = None) -> None:
+                 feedback: Callable[..., None] | None = None) -> None:
         self.worker = worker
         self.decoder = ParamDecoder(codec)
-        self.playout = PlayoutBuffer(fps=fps)
+        self.playout = PlayoutBuffer(PlayoutConfig(fps=fps))
+        #: playout index -> sequence number, for the latency stamps (bounded: pruned as slots play)
+        self._seq_of: dict[int, int] = {}
+        self._acks: list[int] = []
+        self._want_iframe = False
+        self._arrived = asyncio.Event()
         self.fps = fps
         self.sinks = sinks or []
         self.view = view
         self.stamps = stamps or StampLog()
         self.record = record
         self.shown: list[Shown] = []
-        self.request_iframe = request_iframe
+        #: seq -> decoded parameter vector, when recording
+        self.decoded: dict[int, np.ndarray] = {}
+        #: sends ``Feedback`` to the sender (acks, I-frame requests); None when there is no back channel
+        self.feedback = feedback
         self.stats = ReceiverStats()
         self._display: DropOldest[tuple] = DropOldest(4)
         self._done = threading.Event()
+        self.error: BaseException | None = None
 
     async def run(self, recv: Callable[[], Awaitable], *, until: asyncio.Event) -> ReceiverStats:
         """Runs until ``until`` is set; ``recv`` returns the next received frame."""
@@ -85,14 +94,14 @@ class Receiver:
                    threading.Thread(target=self._show, name="nerfconf-display", daemon=True)]
         for t in threads:
             t.start()
-        receive = asyncio.create_task(self._receive(recv))
-        tick = asyncio.create_task(self._tick())
+        tasks = [asyncio.create_task(self._receive(recv, until)), asyncio.create_task(self._tick()),
+                 asyncio.create_task(self._send_feedback())]
         try:
             await until.wait()
         finally:
-            receive.cancel()
-            tick.cancel()
-            await asyncio.gather(receive, tick, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
             # let the last renders land before closing the display
             await asyncio.sleep(0.3)
             self._done.set()
@@ -101,14 +110,27 @@ class Receiver:
                 await asyncio.to_thread(t.join, 5.0)
             self.stats.render_dropped = self.worker.dropped
             self.stats.display_dropped = self._display.dropped
-            self.stats.playout = self.playout.stats.to_dict()
+            self.stats.playout = asdict(self.playout.stats)
+        if self.error is not None:
+            raise self.error
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
         return self.stats
 
     # -- receive and decode ---------------------------------------------------------
 
-    async def _receive(self, recv: Callable[[], Awaitable]) -> None:
+    async def _receive(self, recv: Callable[[], Awaitable], until: asyncio.Event) -> None:
+        from nerfconf.net.errors import ConnectionClosedError  # noqa: PLC0415
+
         while True:
-            got = await recv()
+            try:
+                got = await recv()
+            except ConnectionClosedError:
+                # the peer hung up: what is buffered still plays out, then the call ends
+                await asyncio.sleep(0.5)
+                until.set()
+                return
             self.stats.received += 1
             t_arrival = got.t_arrival
             try:
@@ -128,39 +150,65 @@ class Receiver:
             self.stats.decoded += 1
             self.stamps.mark(decoded.seq, "receive", t_arrival)
             self.stamps.mark(decoded.seq, "decode_out", now)
-            self.playout.push(decoded.params, decoded.seq, now)
+            self._seq_of[decoded.params.index] = decoded.seq
+            if self.record and decoded.params.face_found:
+                self.decoded[decoded.seq] = decoded.params.to_vector(self.decoder.config.layout)
+            self._acks.append(decoded.seq)
+            self.playout.push(decoded.params, now)
+            self._arrived.set()
 
     def _ask_iframe(self) -> None:
-        if self.request_iframe is not None:
+        if not self._want_iframe:
             self.stats.iframe_requests += 1
-            self.request_iframe()
+        self._want_iframe = True
+
+    async def _send_feedback(self, every: float = 0.1) -> None:
+        """Acks in batches (the sender's anchor prediction uses them) and I-frame requests at once."""
+        from nerfconf.net.messages import MAX_FEEDBACK_SEQS, Feedback  # noqa: PLC0415
+
+        while True:
+            await asyncio.sleep(every if not self._want_iframe else 0)
+            if self.feedback is None or not (self._acks or self._want_iframe):
+                self._acks.clear()
+                continue
+            acks, self._acks = tuple(self._acks[-MAX_FEEDBACK_SEQS:]), []
+            self.feedback(Feedback(acks=acks, iframe_request=self._want_iframe))
+            self._want_iframe = False
 
     # -- playout and rendering ----------------------------------------------------------
 
     async def _tick(self) -> None:
+        """Plays each slot at its due time: the frame goes to the renderer, or the display fades."""
         period = 1.0 / self.fps
-        slot = 0
-        start = time.monotonic()
         while True:
-            delay = start + slot * period - time.monotonic()
+            due = self.playout.next_due()
+            if due is None:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             out = self.playout.pop(time.monotonic())
-            if out is not None:
-                if out.params.face_found:
-                    self.worker.submit(RenderJob(out.seq if out.seq is not None else -1, slot,
-                                                 out.params.expression, out.params.rotation,
-                                                 out.params.translation, self.view))
-                    if out.seq is not None:
-                        self.stamps.mark(out.seq, "playout", time.monotonic())
-                else:
-                    self._display.put(("fade", slot, period))
-            slot += 1
+            if out is None:
+                continue
+            seq = self._seq_of.pop(out.index, -1) if out.kind == "shown" else -1
+            for stale in [i for i in self._seq_of if i < out.index]:
+                del self._seq_of[stale]
+            if out.params.face_found:
+                self.worker.submit(RenderJob(seq, out.index, out.params.expression, out.params.rotation,
+                                             out.params.translation, self.view))
+            else:
+                self._display.put(("fade", out.index, period))
 
     def _collect(self) -> None:
         """Moves rendered frames from the render process to the display."""
         while not self._done.is_set():
-            result = self.worker.result(timeout=0.1)
+            try:
+                result = self.worker.result(timeout=0.1)
+            except Exception as exc:  # noqa: BLE001 - raised again by run()
+                self.error = exc
+                return
             if result is not None:
                 self.stats.rendered += 1
                 if result.key >= 0:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from nerfconf.capture.source import SourceSpec, frames
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.encoder import ParamEncoder
@@ -46,7 +48,7 @@ class Sender:
 
     def __init__(self, source: SourceSpec, face_model: FaceModel, codec: CodecConfig, *,
                  stamps: StampLog | None = None, on_frame: Callable[[Frame, FaceParams], None] | None = None,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, record: bool = False) -> None:
         self.source = source
         self.face_model = face_model
         self.encoder = ParamEncoder(codec)
@@ -56,6 +58,8 @@ class Sender:
         self.on_frame = on_frame
         self.max_frames = max_frames
         self.stats = SenderStats()
+        #: seq -> the parameter vector handed to the encoder, when recording
+        self.sent: dict[int, np.ndarray] | None = {} if record else None
         self._stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -92,6 +96,8 @@ class Sender:
                 # A frame is worth sending until the one after it is due on screen.
                 send(coded, frame.t_capture + 3 * period)
                 self.stats.sent += 1
+                if self.sent is not None and params.face_found:
+                    self.sent[coded.seq] = params.to_vector(self.layout)
                 self.stats.payload_bytes += len(coded.data)
         finally:
             self._stop.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,9 @@ class PeerResult:
     stamps: StampLog | None = None
     inputs: dict[int, np.ndarray] = field(default_factory=dict)
     shown: list = field(default_factory=list)
+    #: seq -> parameter vector sent / decoded, when recording
+    sent: dict[int, np.ndarray] = field(default_factory=dict)
+    decoded: dict[int, np.ndarray] = field(default_factory=dict)
     transport: dict = field(default_factory=dict)
     renderer: str = ""
 
@@ -76,47 +79,43 @@ async def run_peer(plan: PeerPlan, conn, *, stamps: StampLog | None = None,
                 recorded[frame.index] = frame.image
 
         sender = Sender(plan.source, plan.own.face_model, plan.own.codec, stamps=stamps,
-                        on_frame=keep, max_frames=plan.max_frames)
+                        on_frame=keep, max_frames=plan.max_frames, record=plan.record)
         conn.attach_encoder(sender.encoder)
         tasks.append(asyncio.create_task(sender.run(conn.send_frame), name="sender"))
     if plan.receives:
         if worker is None:
             raise ValueError("a receiving peer needs a started render worker")
         receiver = Receiver(worker, plan.peer.codec, fps=plan.fps, sinks=plan.sinks, view=plan.view,
-                            stamps=stamps, record=plan.record, request_iframe=conn.request_iframe)
+                            stamps=stamps, record=plan.record, feedback=conn.send_feedback)
         tasks.append(asyncio.create_task(receiver.run(conn.recv_frame, until=stop), name="receiver"))
-    started = time.monotonic()
 
-    async def stopper() -> None:
-        if tasks and tasks[0].get_name() == "sender":
-            try:
-                await tasks[0]
-            finally:
-                await asyncio.sleep(plan.linger)
-                stop.set()
-        elif plan.seconds is not None:
-            await asyncio.sleep(plan.seconds)
-            stop.set()
+    async def stop_after_sending() -> None:
+        # the peer's own source ended: let the last frames arrive and play, then hang up
+        await asyncio.wait([tasks[0]])
+        await asyncio.sleep(plan.linger)
+        stop.set()
 
-    watch = asyncio.create_task(stopper())
+    watch = asyncio.create_task(stop_after_sending()) if sender is not None else None
     if plan.seconds is not None:
-        asyncio.get_running_loop().call_later(plan.seconds, stop.set)
+        asyncio.get_running_loop().call_later(plan.seconds + plan.linger, stop.set)
     try:
         await stop.wait()
         if sender is not None:
             sender.stop()
         done = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        watch.cancel()
+        if watch is not None:
+            watch.cancel()
     for item in done:
         if isinstance(item, BaseException) and not isinstance(item, asyncio.CancelledError):
             raise item
     result.sender = sender.stats if sender else None
     result.receiver = receiver.stats if receiver else None
     result.shown = receiver.shown if receiver else []
-    result.transport = conn.stats().to_dict() if hasattr(conn.stats(), "to_dict") else dict(conn.stats())
+    result.sent = sender.sent or {} if sender else {}
+    result.decoded = receiver.decoded if receiver else {}
+    result.transport = dataclasses.asdict(conn.stats())
     result.renderer = worker.renderer_name if worker else ""
-    _ = time.monotonic() - started
     # map sender input frames from capture index to sequence number for the side-by-side
     if plan.record and sender is not None:
         rows = stamps.rows()

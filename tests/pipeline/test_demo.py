@@ -1,0 +1,44 @@
+"""A short real demo call: extraction, QUIC through the emulator, decoding, playout, rendering."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nerfconf.pipeline.demo import SAMPLE, DemoSettings, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(DemoSettings(seconds=3.0, resolution=32, out=out))
+
+
+def test_frames_cross_the_call_and_are_rendered(demo):
+    s = demo.stats
+    assert s["sender"]["sent"] >= 20
+    assert s["receiver"]["decoded"] >= 0.9 * s["sender"]["sent"]
+    assert s["receiver"]["rendered"] >= 5 and s["receiver"]["displayed"] >= 5
+    assert s["side_by_side_frames"] >= 5 and demo.video.stat().st_size > 0
+    assert s["renderer"] == "Renderer"
+
+
+def test_received_parameters_equal_the_sent_ones_after_quantization(demo):
+    from nerfconf.avatar.bundle import AvatarBundle
+
+    q = AvatarBundle.load(SAMPLE).codec.make_quantizer()
+    sent, got = demo.sender.sent, demo.receiver.decoded
+    common = sorted(set(sent) & set(got))
+    assert len(common) >= 0.9 * len(sent) > 0
+    for seq in common:
+        np.testing.assert_allclose(got[seq], q.dequantize(q.quantize(sent[seq])), atol=1e-9)
+
+
+def test_the_stats_file_is_complete(demo):
+    stats = json.loads(demo.stats_path.read_text())
+    for key in ("sender", "receiver", "transport_sender", "transport_receiver", "payload_kbps",
+                "wire_kbps_sent", "latency_ms", "renderer", "settings"):
+        assert key in stats, key
+    modules = {row["module"] for row in stats["latency_ms"]}
+    assert {"extract", "encode", "transport", "decode", "generate", "end to end"} <= modules
+    assert 0 < stats["payload_kbps"] < 20

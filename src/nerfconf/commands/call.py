@@ -12,7 +12,7 @@ from nerfconf.commands.common import UserError, existing_dir, existing_file
 def _listen_addr(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     try:
-        return host or "0.0.0.0", int(port)
+        return host or "127.0.0.1", int(port)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
 
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", type=_listen_addr, metavar="[HOST:]PORT",
-                       help="wait for the other peer on this UDP port and print the join string to give them")
+                       help="wait for the other peer on this UDP port (host default 127.0.0.1; give your LAN address "
+                       "to take calls from other machines) and print the join string to give them")
     where.add_argument("--connect", metavar="JOIN", help="join string printed by the listening peer "
                        "(nerfconf://HOST:PORT#sha256=...&token=...)")
     p.add_argument("--token", default=None, help="room token to require when listening (default: a new random one)")

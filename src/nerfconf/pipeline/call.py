@@ -13,7 +13,6 @@ from pathlib import Path
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.capture.source import SourceSpec
-from nerfconf.evaluate.quality import bundle_crop
 from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import JoinInfo, new_token
 from nerfconf.pipeline.probe import StampLog
@@ -52,13 +51,6 @@ class CallSettings:
             raise ValueError("sending needs --video PATH or --camera N")
 
 
-def _source(settings: CallSettings, bundle: AvatarBundle) -> SourceSpec:
-    if settings.camera is not None:
-        return SourceSpec(camera=settings.camera, fps=settings.fps, size=bundle.resolution)
-    return SourceSpec(video=settings.video, fps=settings.fps, size=bundle.resolution, crop=bundle_crop(bundle),
-                      loop=settings.loop_video)
-
-
 async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = print,
                    worker: RenderWorker | None = None) -> PeerResult:
     own = AvatarBundle.load(settings.own) if settings.own else None
@@ -70,7 +62,8 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
             sinks.append(WindowSink("nerfconf: " + str(peer.metadata.get("source", "peer")), (2 * size, 2 * size)))
         if settings.save is not None:
             sinks.append(VideoFileSink(settings.save, fps=settings.fps, size=size))
-    plan = PeerPlan(own=own, source=_source(settings, own) if own else None, peer=peer, peer_dir=settings.peer,
+    plan = PeerPlan(own=own, source=SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps,
+                                      loop=settings.loop_video) if own else None, peer=peer, peer_dir=settings.peer,
                     fps=settings.fps, resolution=settings.resolution, device=settings.device, view=settings.view,
                     sinks=sinks, seconds=settings.seconds,
                     max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.capture.source import SourceSpec
-from nerfconf.evaluate.quality import bundle_crop
 from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import new_token
 from nerfconf.net.netem import LinkSpec, NetemRelay
@@ -61,7 +60,7 @@ class DemoResult:
 
 
 async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWorker) -> tuple:
-    own_source = _source(settings, bundle)
+    own_source = _source(settings)
     stamps = StampLog()
     config = TransportConfig(mode=settings.mode)
     stop = asyncio.Event()
@@ -86,16 +85,15 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     return got_a, got_b, stamps
 
 
-def _source(settings: DemoSettings, bundle: AvatarBundle) -> SourceSpec:
-    if settings.camera is not None:
-        return SourceSpec(camera=settings.camera, fps=settings.fps, size=bundle.resolution)
-    if settings.video is not None:
-        return SourceSpec(video=settings.video, fps=settings.fps, size=bundle.resolution,
-                          crop=bundle_crop(bundle))
-    clip = settings.avatar / DEMO_CLIP
-    if not clip.is_file():
-        raise FileNotFoundError(f"{clip} is missing: give --video or --camera, or rebuild it")
-    return SourceSpec(video=clip, fps=settings.fps)
+def _source(settings: DemoSettings) -> SourceSpec:
+    """The demo clip unless a video or camera is given. Frames are not cropped: pose angles and
+    expression coefficients do not depend on where the face sits in the frame."""
+    video = settings.video
+    if video is None and settings.camera is None:
+        video = settings.avatar / DEMO_CLIP
+        if not video.is_file():
+            raise FileNotFoundError(f"{video} is missing: give --video or --camera")
+    return SourceSpec(video=video, camera=settings.camera, fps=settings.fps)
 
 
 def run_demo(settings: DemoSettings) -> DemoResult:

@@ -249,6 +249,7 @@ def bench_transport(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
+    """Runs every condition in every mode, one after another; ``progress`` is told after each run."""
     conditions = conditions or list(CONDITIONS)
     modes = modes or list(MODES)
     unknown = [c for c in conditions if c not in CONDITIONS] + [m for m in modes if m not in MODES]
@@ -264,11 +265,11 @@ def bench_transport(
     with tempfile.TemporaryDirectory(prefix="nerfconf-bench-") as identity_dir:
         for condition in conditions:
             for mode in modes:
-                if progress is not None:
-                    progress(f"{condition} / {mode}")
                 result = asyncio.run(run_condition(condition, mode, seconds=seconds, traces=traces, codec=codec,
                                                    track=call, seed=seed, identity_dir=Path(identity_dir)))
                 results.append(asdict(result))
+                if progress is not None:
+                    progress(f"{condition} / {mode}")
     return {
         "fps": FPS,
         "seconds": seconds,

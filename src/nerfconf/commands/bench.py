@@ -103,16 +103,14 @@ def transport(args: argparse.Namespace) -> int:
     n = len(conditions or range(7)) * len(modes or range(2))
     with tqdm(total=n, disable=args.json, unit="run") as bar:
         def progress(label: str) -> None:
-            bar.set_description(label)
-            bar.update(0 if bar.n == 0 and not getattr(progress, "started", False) else 1)
-            progress.started = True  # type: ignore[attr-defined]
+            bar.set_description(f"done: {label}")
+            bar.update(1)
 
         try:
             result = bench_transport(seconds=args.seconds, conditions=conditions, modes=modes, traces=args.traces,
                                      seed=args.seed, progress=progress)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-        bar.update(1)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

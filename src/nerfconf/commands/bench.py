@@ -101,6 +101,54 @@ def channel(args: argparse.Namespace) -> int:
     return 0
 
 
+def transport(args: argparse.Namespace) -> int:
+    from nerfconf.bench.transport import bench_transport  # noqa: PLC0415
+
+    if not args.traces.is_dir():
+        raise UserError(f"{args.traces} not found: point --traces at the shared network traces")
+    conditions = args.conditions.split(",") if args.conditions else None
+    modes = args.modes.split(",") if args.modes else None
+    from tqdm import tqdm  # noqa: PLC0415
+
+    n = len(conditions or range(7)) * len(modes or range(2))
+    with tqdm(total=n, disable=args.json, unit="run") as bar:
+        def progress(label: str) -> None:
+            bar.set_description(f"done: {label}")
+            bar.update(1)
+
+        try:
+            result = bench_transport(seconds=args.seconds, conditions=conditions, modes=modes, traces=args.traces,
+                                     seed=args.seed, progress=progress)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from rich.table import Table  # noqa: PLC0415
+
+    from nerfconf.ui import console as make_console  # noqa: PLC0415
+
+    table = Table(title=f"transport at {result['fps']:g} fps, {result['seconds']:g} s per run, both directions "
+                  "(client->server / server->client)")
+    for col in ("condition", "mode", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "concealed", "stall ms",
+                "payload kbps", "wire kbps", "alive"):
+        table.add_column(col, justify="left" if col in ("condition", "mode") else "right")
+
+    def both(r: dict, key: str, fmt: str) -> str:
+        return f"{format(r['client_to_server'][key], fmt)} / {format(r['server_to_client'][key], fmt)}"
+
+    for r in result["results"]:
+        lost = (f"{100 * r['client_to_server']['lost_fraction']:.2f} / "
+                f"{100 * r['server_to_client']['lost_fraction']:.2f} %")
+        table.add_row(r["condition"], r["mode"], both(r, "latency_ms_p50", ".1f"), both(r, "latency_ms_p95", ".1f"),
+                      both(r, "latency_ms_p99", ".1f"), both(r, "latency_ms_max", ".0f"), lost,
+                      both(r, "playout_concealed", "d"), both(r, "longest_stall_ms", ".0f"),
+                      both(r, "payload_kbps", ".2f"), both(r, "wire_kbps", ".1f"),
+                      "yes" if r["alive"] else f"NO: {r['error']}")
+    make_console().print(table)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and bitrate of a module")
     bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -132,6 +180,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
     be.add_argument("--pose-trials", type=int, default=500, help="synthetic rotations to solve (default 500)")
     be.set_defaults(func=extract)
+
+    bn = bench_sub.add_parser(
+        "transport", help="a real two-way call over loopback QUIC through the network emulator",
+        description="Runs a listening and a joining peer, each sending a coded face-parameter track at 20 fps, "
+        "through the user-space network emulator, for each network condition and transport mode. Reports "
+        "one-way transport latency (p50/p95/p99/max), frames lost after redundancy, frames concealed at "
+        "playout and the longest stall, and payload and wire kbps in both directions (wire: every UDP packet "
+        "with IP/UDP headers, QUIC ACKs and feedback included).")
+    bn.add_argument("--seconds", type=float, default=30.0, help="length of each run (default 30)")
+    bn.add_argument("--conditions", help="comma-separated subset of: clean, loss2, loss10, gilbert, cap50k, "
+                    "alphartc, mahimahi (default: all)")
+    bn.add_argument("--modes", help="comma-separated subset of: datagram, stream (default: both)")
+    bn.add_argument("--traces", type=Path, default=Path("../shared/traces"),
+                    help="directory with the alphartc/ and mahimahi/ traces (default ../shared/traces)")
+    bn.add_argument("--seed", type=int, default=0, help="seed of the emulator and the synthetic track")
+    bn.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bn.set_defaults(func=transport)
 
     bt = bench_sub.add_parser("train", help="avatar training speed: iterations and samples per second",
                               description="Trains the default avatar configuration on the first 200 frames of "

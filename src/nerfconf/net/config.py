@@ -25,6 +25,9 @@ class TransportConfig:
     max_age: float = 0.3
     #: retransmit frames the receiver NACKs, if they can still make their deadline
     retransmit_nacked: bool = True
+    #: acks wait up to this long (s) to ride with our next frame (one frame at 20 fps, plus slack);
+    #: NACKs and I-frame requests never wait
+    feedback_delay: float = 0.06
     #: how far back (frames) a receiver NACKs missing frames
     nack_window: int = 16
     #: datagrams waiting in aioquic's queue past this count are dropped oldest first
@@ -50,6 +53,8 @@ class TransportConfig:
             raise ValueError(f"max_datagram must be 1030..{MAX_DATAGRAM_PAYLOAD} bytes")
         if not 0 < self.keepalive < self.idle_timeout:
             raise ValueError("keepalive must be positive and shorter than idle_timeout")
+        if self.feedback_delay < 0:
+            raise ValueError("feedback_delay must be >= 0")
         for name in ("max_age", "handshake_timeout", "auth_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -61,3 +61,30 @@ def modules_alone(bundle: AvatarBundle, clip: str | Path, *, frames: int = 60,
         faces = [p for p in params if p.face_found] or params
         out["generate"] = _median_ms(lambda i: render(faces[i % len(faces)]), min(len(faces), frames))
     return out
+
+
+def transport_alone_ms(seconds: float = 10.0) -> float:
+    """Median one-way latency of coded frames over QUIC through the emulator at RTT 20 ms, clean."""
+    from nerfconf.bench.transport import bench_transport  # noqa: PLC0415
+
+    result = bench_transport(seconds=seconds, conditions=["clean"], modes=["datagram"])
+    run = result["results"][0]
+    return float(np.median([run["client_to_server"]["latency_ms_p50"], run["server_to_client"]["latency_ms_p50"]]))
+
+
+def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolution: int | None = None,
+                       out: Path = Path("latency_out")) -> dict:
+    """Table 1: every module alone, then the same modules inside a running loopback call (the demo)."""
+    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+    from nerfconf.pipeline.demo import DemoSettings, run_demo  # noqa: PLC0415
+    from nerfconf.pipeline.demo_clip import DEMO_CLIP  # noqa: PLC0415
+
+    bundle_dir = Path(bundle_dir)
+    bundle = AvatarBundle.load(bundle_dir)
+    renderer = Renderer(bundle, resolution)
+    renderer.prewarm()
+    alone = modules_alone(bundle, bundle_dir / DEMO_CLIP, render=renderer.render)
+    del renderer
+    alone["transport"] = transport_alone_ms()
+    demo = run_demo(DemoSettings(avatar=bundle_dir, seconds=seconds, resolution=resolution, out=out))
+    return {"alone_ms": alone, "in_system": demo.latencies, "demo_stats": demo.stats}

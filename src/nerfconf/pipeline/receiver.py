@@ -22,13 +22,25 @@ import numpy as np
 
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.decoder import ParamDecoder
-from nerfconf.codec.errors import BitstreamError, DuplicateFrameError, MissingReferenceError
+from nerfconf.codec.errors import (
+    BitstreamError,
+    DuplicateFrameError,
+    IncompatibleStreamError,
+    MissingReferenceError,
+)
 from nerfconf.pipeline.fifo import DropOldest
 from nerfconf.pipeline.probe import StampLog
 from nerfconf.pipeline.render_worker import RenderJob, RenderResult, RenderWorker
 from nerfconf.playout.buffer import PlayoutBuffer, PlayoutConfig
 
 FADE_SECONDS = 1.0
+#: incompatible frames in a row, with nothing decodable between them, that end the call: one second of
+#: them is a mismatched bundle or version, not a stray hostile packet
+INCOMPATIBLE_LIMIT = 20
+
+
+class PeerMismatchError(IncompatibleStreamError):
+    """The peer's stream does not fit the avatar bundle given for them, or speaks another format version."""
 
 
 @dataclass
@@ -38,6 +50,7 @@ class ReceiverStats:
     duplicates: int = 0
     missing_reference: int = 0
     undecodable: int = 0
+    incompatible: int = 0
     iframe_requests: int = 0
     rendered: int = 0
     displayed: int = 0
@@ -89,19 +102,25 @@ class Receiver:
         self.error: BaseException | None = None
 
     async def run(self, recv: Callable[[], Awaitable], *, until: asyncio.Event) -> ReceiverStats:
-        """Runs until ``until`` is set; ``recv`` returns the next received frame."""
+        """Runs until ``until`` is set or a stage fails; ``recv`` returns the next received frame.
+
+        A failure (a peer whose stream does not fit, a dead renderer) sets ``until``, so the
+        other half of this peer hangs up too, and is raised here."""
         threads = [threading.Thread(target=self._collect, name="nerfconf-collect", daemon=True),
                    threading.Thread(target=self._show, name="nerfconf-display", daemon=True)]
         for t in threads:
             t.start()
         tasks = [asyncio.create_task(self._receive(recv, until)), asyncio.create_task(self._tick()),
                  asyncio.create_task(self._send_feedback())]
+        waiter = asyncio.create_task(until.wait())
         try:
-            await until.wait()
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
+            until.set()
+            for task in (waiter, *tasks):
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(waiter, return_exceptions=True)
             # let the last renders land before closing the display
             await asyncio.sleep(0.3)
             self._done.set()
@@ -123,6 +142,7 @@ class Receiver:
     async def _receive(self, recv: Callable[[], Awaitable], until: asyncio.Event) -> None:
         from nerfconf.net.errors import ConnectionClosedError  # noqa: PLC0415
 
+        in_a_row = 0
         while True:
             try:
                 got = await recv()
@@ -142,11 +162,22 @@ class Receiver:
                 self.stats.missing_reference += 1
                 self._ask_iframe()
                 continue
+            except IncompatibleStreamError as exc:
+                self.stats.incompatible += 1
+                in_a_row += 1
+                if in_a_row >= INCOMPATIBLE_LIMIT:
+                    raise PeerMismatchError(
+                        f"the peer's frames do not fit the avatar bundle given for them ({exc}); is "
+                        "--avatar-peer the bundle the peer sends with, and are both on the same nerfconf "
+                        "version?") from exc
+                self._ask_iframe()
+                continue
             except BitstreamError:
                 self.stats.undecodable += 1
                 self._ask_iframe()
                 continue
             now = time.monotonic()
+            in_a_row = 0
             self.stats.decoded += 1
             self.stamps.mark(decoded.seq, "receive", t_arrival)
             self.stamps.mark(decoded.seq, "decode_out", now)
@@ -181,6 +212,8 @@ class Receiver:
         """Plays each slot at its due time: the frame goes to the renderer, or the display fades."""
         period = 1.0 / self.fps
         while True:
+            if self.error is not None:
+                raise self.error  # the render process died: end the call with its reason
             due = self.playout.next_due()
             if due is None:
                 self._arrived.clear()

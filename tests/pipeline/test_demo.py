@@ -42,3 +42,22 @@ def test_the_stats_file_is_complete(demo):
     modules = {row["module"] for row in stats["latency_ms"]}
     assert {"extract", "encode", "transport", "decode", "generate", "end to end"} <= modules
     assert 0 < stats["payload_kbps"] < 20
+
+
+def test_when_the_face_leaves_the_receiver_holds_the_last_pose_and_fades(tmp_path):
+    from nerfconf.capture.video import read_all
+    from nerfconf.playout.sinks import VideoFileSink
+
+    frames, _ = read_all(SAMPLE / "demo_clip.mp4", stop=30)
+    clip = tmp_path / "face_leaves.mp4"
+    with VideoFileSink(clip, fps=20, size=frames.shape[1]) as sink:
+        for image in frames:
+            sink.write(image)
+        for _ in range(40):  # the face is gone: an empty wall
+            sink.write(np.full_like(frames[0], 200))
+    result = run_demo(DemoSettings(video=clip, resolution=32, out=tmp_path / "out"))
+    r = result.stats["receiver"]
+    assert r["rendered"] >= 3 and r["faded"] >= 10
+    last = result.receiver.shown[-1].image
+    assert last.min() >= 200  # faded towards white, no garbage
+    assert np.isfinite(last).all()

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         settings = CallSettings(own=getattr(args, "avatar_self", None), peer=getattr(args, "avatar_peer", None),
                                 listen=args.listen, join=args.connect, token=args.token,
                                 video=getattr(args, "video", None), camera=getattr(args, "camera", None),
-                                loop_video=getattr(args, "loop", False), seconds=args.seconds,
+                                loop_video=getattr(args, "loop", False),
+                                paced=not getattr(args, "as_fast_as_possible", False), seconds=args.seconds,
                                 save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
                                 view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
                                 mode=args.mode)
@@ -83,6 +84,8 @@ def _sending(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="capture from camera N (OpenCV index)")
     src.add_argument("--video", type=existing_file, help="send this video file as if it were a camera")
     p.add_argument("--loop", action="store_true", help="loop the video file")
+    p.add_argument("--as-fast-as-possible", action="store_true",
+                   help="feed the video as fast as extraction takes it, not at its frame rate (for evaluation)")
 
 
 def _receiving(p: argparse.ArgumentParser) -> None:

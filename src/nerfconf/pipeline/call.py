@@ -33,6 +33,8 @@ class CallSettings:
     video: Path | None = None
     camera: int | None = None
     loop_video: bool = False
+    #: read the video as fast as extraction takes it instead of at the call's frame rate (for evaluation)
+    paced: bool = True
     fps: float = 20.0
     seconds: float | None = None
     save: Path | None = None
@@ -63,7 +65,7 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
         if settings.save is not None:
             sinks.append(VideoFileSink(settings.save, fps=settings.fps, size=size))
     plan = PeerPlan(own=own, source=SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps,
-                                      loop=settings.loop_video) if own else None, peer=peer, peer_dir=settings.peer,
+                                      loop=settings.loop_video, paced=settings.paced) if own else None, peer=peer, peer_dir=settings.peer,
                     fps=settings.fps, resolution=settings.resolution, device=settings.device, view=settings.view,
                     sinks=sinks, seconds=settings.seconds,
                     max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)

@@ -21,7 +21,6 @@ from nerfconf.net import (
     listen,
 )
 from nerfconf.net.netem import LinkSpec, NetemRelay
-
 from tests.net.helpers import frame
 
 
@@ -112,7 +111,7 @@ def test_seeded_ten_percent_loss_stays_under_the_bound(config):
                     while True:
                         try:
                             got.append((await asyncio.wait_for(peer.recv_frame(), 0.05)).seq)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             break
                     assert len(set(got)) == len(got)  # each frame delivered once
                     assert n - len(got) <= 0.005 * n

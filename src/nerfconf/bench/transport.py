@@ -206,7 +206,7 @@ async def run_condition(condition: str, mode: str, *, seconds: float, traces: Pa
     cond = CONDITIONS[condition]
     up, down = cond.make(traces)
     config = TransportConfig(mode=mode, identity_dir=identity_dir)  # type: ignore[arg-type]
-    frames = int(round(seconds * FPS))
+    frames = round(seconds * FPS)
     client, server = _make_peer("client", codec), _make_peer("server", codec)
     loop = asyncio.get_running_loop()
     error: str | None = None

@@ -572,5 +572,5 @@ class Connection:
         self._p.transmit()
         try:
             await asyncio.wait_for(self._p.wait_closed(), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

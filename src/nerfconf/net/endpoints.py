@@ -134,7 +134,7 @@ async def connect(join: JoinInfo | str, config: TransportConfig | None = None) -
         protocol.transmit()
         try:
             await asyncio.wait_for(protocol.wait_open(), config.handshake_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError(
                 f"no answer from {join.host}:{join.port} within {config.handshake_timeout:g} s"
             ) from None
@@ -146,5 +146,5 @@ async def connect(join: JoinInfo | str, config: TransportConfig | None = None) -
         try:
             # aioquic waits out the closing period (3 PTOs), which grows long on a slow, lossy link
             await asyncio.wait_for(manager.__aexit__(None, None, None), CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             protocol._transport.close()

@@ -1,7 +1,15 @@
 import pytest
 
 from nerfconf.net.errors import ProtocolError
-from nerfconf.net.messages import MAX_BODY, ControlDeframer, Feedback, Hello, Refuse, Welcome, encode_message
+from nerfconf.net.messages import (
+    MAX_BODY,
+    ControlDeframer,
+    Feedback,
+    Hello,
+    Refuse,
+    Welcome,
+    encode_message,
+)
 
 
 def test_messages_round_trip_through_any_split():

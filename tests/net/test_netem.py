@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 from nerfconf.net.errors import NetemError
-from nerfconf.net.netem import GilbertElliott, LinkModel, LinkSpec, NetemRelay, load_alphartc, load_mahimahi
+from nerfconf.net.netem import (
+    GilbertElliott,
+    LinkModel,
+    LinkSpec,
+    NetemRelay,
+    load_alphartc,
+    load_mahimahi,
+)
 from nerfconf.net.netem.traces import AlphaRtcTrace, MahimahiTrace, TraceSegment
+import itertools
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 
@@ -46,9 +54,9 @@ def test_gilbert_elliott_loses_in_bursts():
 
 def test_delay_without_reordering_keeps_order():
     out, _ = _run(LinkSpec(delay_ms=20, jitter_ms=15))
-    assert all(b >= a for a, b in zip(out, out[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(out))
     reordered, _ = _run(LinkSpec(delay_ms=20, jitter_ms=15, reorder=True))
-    assert any(b < a for a, b in zip(reordered, reordered[1:]))
+    assert any(b < a for a, b in itertools.pairwise(reordered))
     assert all(d - i * 0.01 >= 0 for i, d in enumerate(reordered))
 
 
@@ -56,7 +64,7 @@ def test_rate_cap_serialises_and_tail_drops():
     # 100 B every 10 ms = 80 kbps into a 40 kbps link: the queue fills, then drops
     out, model = _run(LinkSpec(rate_kbps=40, queue_bytes=2000), n=1000)
     delivered = [o for o in out if o is not None]
-    assert all(b - a >= 100 * 8 / 40000 - 1e-9 for a, b in zip(delivered, delivered[1:]))
+    assert all(b - a >= 100 * 8 / 40000 - 1e-9 for a, b in itertools.pairwise(delivered))
     assert model.stats.queue_drops > 400
     assert model.stats.max_queue_bytes <= 2000
 

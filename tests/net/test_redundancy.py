@@ -2,7 +2,6 @@ import random
 
 from nerfconf.codec.frame import unpack_datagram
 from nerfconf.net.redundancy import MAX_DATAGRAM_PAYLOAD, FrameReassembler, RedundantPacker
-
 from tests.net.helpers import frame
 
 

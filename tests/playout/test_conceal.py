@@ -4,6 +4,7 @@ import pytest
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.playout.conceal import extrapolate, extrapolation_weight, geodesic, interpolate
 from nerfconf.types import FaceParams
+import itertools
 
 
 def _p(index, expr, rot, trans=None):
@@ -27,7 +28,7 @@ def test_geodesic_hits_the_ends_and_halves_a_single_axis_turn():
 def test_slerp_is_constant_speed_for_a_compound_rotation():
     a, b = np.radians([10, -5, 3]), np.radians([-15, 12, -6])
     mats = [angles_to_rotation(geodesic(a, b, t)) for t in np.linspace(0, 1, 5)]
-    steps = [np.degrees(np.arccos(np.clip((np.trace(m1.T @ m2) - 1) / 2, -1, 1))) for m1, m2 in zip(mats, mats[1:])]
+    steps = [np.degrees(np.arccos(np.clip((np.trace(m1.T @ m2) - 1) / 2, -1, 1))) for m1, m2 in itertools.pairwise(mats)]
     assert max(steps) - min(steps) < 1e-6
 
 

@@ -32,6 +32,7 @@ from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.codec.entropy import CoderId
 from nerfconf.codec.errors import BitstreamError, MissingReferenceError
+from nerfconf.codec.frame import SEQ_MODULO
 from nerfconf.net import Connection, Feedback, JoinInfo, TransportConfig, connect, listen
 from nerfconf.net.errors import ConnectionClosedError, TransportError
 from nerfconf.net.netem import CONDITIONS, NetemRelay
@@ -50,7 +51,8 @@ IFRAME_REQUEST_INTERVAL = 0.1
 @dataclass(frozen=True)
 class DirectionResult:
     frames_sent: int
-    frames_delivered: int
+    #: frames that arrived and decoded
+    frames_decoded: int
     lost_after_redundancy: int
     lost_fraction: float
     latency_ms_p50: float
@@ -96,13 +98,15 @@ class _Peer:
     arrivals: list[tuple[float, FaceParams]]
     latencies: list[float]
     arrival_times: list[float]
+    #: sequence numbers the transport delivered, decodable or not
+    received_seqs: set[int]
     undecodable: int = 0
     iframe_requests: int = 0
     last_iframe_request: float = -math.inf
 
 
 def _make_peer(name: str, config: CodecConfig) -> _Peer:
-    return _Peer(name, ParamEncoder(config), ParamDecoder(config), {}, [], [], [])
+    return _Peer(name, ParamEncoder(config), ParamDecoder(config), {}, [], [], [], set())
 
 
 async def _send_loop(conn: Connection, peer: _Peer, track: ParamTrack, t0: float, frames: int) -> None:
@@ -122,6 +126,7 @@ async def _recv_loop(conn: Connection, sender: _Peer, receiver: _Peer) -> None:
             received = await conn.recv_frame()
         except ConnectionClosedError:
             return
+        receiver.received_seqs.add(received.seq)
         try:
             decoded = receiver.decoder.decode(received.data)
         except MissingReferenceError:
@@ -169,17 +174,16 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _direction(sender: _Peer, receiver: _Peer, conn_sender: Connection, seconds: float,
                t_last_counted: float) -> DirectionResult:
-    counted = {k for k, t in sender.sent_at.items() if t <= t_last_counted}
+    counted = {k % SEQ_MODULO for k, t in sender.sent_at.items() if t <= t_last_counted}
     delivered = {p.index for _, p in receiver.arrivals}
-    # frames that arrived but could not be decoded were not lost by the transport
-    lost = len(counted - delivered) - receiver.undecodable if counted else 0
-    lost = max(0, lost)
+    # frames that arrived but could not be decoded (reference lost) were not lost by the transport
+    lost = len(counted - receiver.received_seqs)
     gaps = np.diff(sorted(receiver.arrival_times)) if len(receiver.arrival_times) > 1 else np.array([math.nan])
     playout = replay_playout(receiver.arrivals, len(sender.sent_at) - 1)
     stats = conn_sender.stats()
     return DirectionResult(
         frames_sent=len(sender.sent_at),
-        frames_delivered=len(delivered),
+        frames_decoded=len(delivered),
         lost_after_redundancy=lost,
         lost_fraction=lost / len(counted) if counted else math.nan,
         latency_ms_p50=_percentile(receiver.latencies, 50),
@@ -206,7 +210,7 @@ async def run_condition(condition: str, mode: str, *, seconds: float, traces: Pa
     cond = CONDITIONS[condition]
     up, down = cond.make(traces)
     config = TransportConfig(mode=mode, identity_dir=identity_dir)  # type: ignore[arg-type]
-    frames = int(round(seconds * FPS))
+    frames = round(seconds * FPS)
     client, server = _make_peer("client", codec), _make_peer("server", codec)
     loop = asyncio.get_running_loop()
     error: str | None = None

@@ -183,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bn = bench_sub.add_parser(
         "transport", help="a real two-way call over loopback QUIC through the network emulator",
-        description="Runs a listening and a joining peer, each sending a coded face-parameter track at 20 fps, "
+        description="Runs a listening and a joining peer on loopback, each sending a coded face-parameter track at 20 fps, "
         "through the user-space network emulator, for each network condition and transport mode. Reports "
         "one-way transport latency (p50/p95/p99/max), frames lost after redundancy, frames concealed at "
         "playout and the longest stall, and payload and wire kbps in both directions (wire: every UDP packet "

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 from nerfconf.commands.common import UserError, existing_file
 
@@ -19,7 +18,7 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 def _link_specs(args: argparse.Namespace):
-    from nerfconf.net.netem import GilbertElliott, LinkSpec, load_alphartc, load_mahimahi  # noqa: PLC0415
+    from nerfconf.net.netem import GilbertElliott, LinkSpec, load_alphartc, load_mahimahi
 
     gilbert = None
     if args.gilbert:
@@ -30,8 +29,8 @@ def _link_specs(args: argparse.Namespace):
         if len(values) not in (2, 4):
             raise UserError("--gilbert expects 2 or 4 comma-separated probabilities")
         gilbert = GilbertElliott(*values)
-    common = dict(delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, reorder=args.reorder, loss=args.loss,
-                  gilbert=gilbert, rate_kbps=args.rate_kbps, queue_bytes=args.queue_bytes)
+    common = {"delay_ms": args.delay_ms, "jitter_ms": args.jitter_ms, "reorder": args.reorder, "loss": args.loss,
+                  "gilbert": gilbert, "rate_kbps": args.rate_kbps, "queue_bytes": args.queue_bytes}
     up = down = LinkSpec(**common)
     if args.alphartc:
         trace = load_alphartc(args.alphartc)
@@ -44,7 +43,7 @@ def _link_specs(args: argparse.Namespace):
 
 
 async def _relay(args: argparse.Namespace, up, down) -> dict:
-    from nerfconf.net.netem import NetemRelay  # noqa: PLC0415
+    from nerfconf.net.netem import NetemRelay
 
     async with NetemRelay(args.target, up, down, listen=args.listen, seed=args.seed) as relay:
         host, port = relay.address
@@ -61,7 +60,7 @@ async def _relay(args: argparse.Namespace, up, down) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfconf.net.errors import NetemError  # noqa: PLC0415
+    from nerfconf.net.errors import NetemError
 
     try:
         up, down = _link_specs(args)

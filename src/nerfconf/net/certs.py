@@ -53,7 +53,7 @@ class Identity:
 def generate_identity() -> Identity:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PEER_NAME)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -86,7 +86,7 @@ def load_or_create_identity(directory: Path | None = None) -> Identity:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise TransportError(f"{key_path} does not hold an ECDSA key; delete it to make a new identity")
         expires = cert.not_valid_after_utc
-        if expires > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1):
+        if expires > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1):
             return Identity(cert, key)
     identity = generate_identity()
     directory.mkdir(parents=True, exist_ok=True)

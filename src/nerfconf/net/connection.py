@@ -427,6 +427,9 @@ class NerfProtocol(QuicConnectionProtocol):
         self._queue_datagram(datagram, deadline, now)
 
     def _queue_datagram(self, datagram: bytes, deadline: float, now: float) -> None:
+        if len(datagram) > self.config.max_datagram:
+            # one oversize DATAGRAM would block every datagram behind it in aioquic, forever
+            raise ValueError(f"datagram of {len(datagram)} B exceeds the {self.config.max_datagram} B cap")
         pending: deque[bytes] = self._quic._datagrams_pending
         # aioquic pops sent datagrams from the left: what it still holds is a suffix of ours.
         while len(self._queued) > len(pending):
@@ -568,6 +571,6 @@ class Connection:
         self._p.close(ERR_NONE, reason)
         self._p.transmit()
         try:
-            await asyncio.wait_for(self._p.wait_closed(), 2.0)
-        except asyncio.TimeoutError:
+            await asyncio.wait_for(self._p.wait_closed(), 1.0)
+        except TimeoutError:
             pass

@@ -27,6 +27,8 @@ MAX_DATAGRAM_FRAME = 1300
 #: per-stream and per-connection flow-control windows: a hostile peer can make us buffer no more
 MAX_STREAM_DATA = 64 * 1024
 MAX_DATA = 256 * 1024
+#: seconds a closing client waits for the peer to confirm
+CLOSE_TIMEOUT = 1.0
 
 
 def _quic_configuration(config: TransportConfig, *, is_client: bool) -> QuicConfiguration:
@@ -132,7 +134,7 @@ async def connect(join: JoinInfo | str, config: TransportConfig | None = None) -
         protocol.transmit()
         try:
             await asyncio.wait_for(protocol.wait_open(), config.handshake_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError(
                 f"no answer from {join.host}:{join.port} within {config.handshake_timeout:g} s"
             ) from None
@@ -141,4 +143,8 @@ async def connect(join: JoinInfo | str, config: TransportConfig | None = None) -
         yield connection
     finally:
         await connection.close()
-        await manager.__aexit__(None, None, None)
+        try:
+            # aioquic waits out the closing period (3 PTOs), which grows long on a slow, lossy link
+            await asyncio.wait_for(manager.__aexit__(None, None, None), CLOSE_TIMEOUT)
+        except TimeoutError:
+            protocol._transport.close()

@@ -17,7 +17,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from nerfconf.codec.errors import BitstreamError
-from nerfconf.codec.frame import MAX_FRAME_BYTES, SEQ_MODULO, pack_datagram, read_frame, unpack_datagram
+from nerfconf.codec.frame import (
+    MAX_FRAME_BYTES,
+    SEQ_MODULO,
+    pack_datagram,
+    read_frame,
+    unpack_datagram,
+)
 
 #: aioquic fits at most ~1170 B of DATAGRAM payload in a 1200 B packet; a bigger one blocks the queue forever
 MAX_DATAGRAM_PAYLOAD = 1150

@@ -35,7 +35,7 @@ import torch
 from nerfconf.avatar import hashgrid_kernels as HK
 from nerfconf.avatar import render_kernels as RK
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.field import spherical_harmonics
+from nerfconf.avatar.mlp_kernels import InferenceMlp
 from nerfconf.avatar.view import View, camera_in_head, head_pose
 from nerfconf.types import FaceParams, RenderedFrame
 
@@ -44,7 +44,7 @@ __all__ = ["RenderError", "RenderSettings", "Renderer", "View"]
 #: Samples per ray of the reference renderer, whose positions the fast path reuses.
 REFERENCE_SAMPLES = 48
 #: Occupied samples a live ray takes per round; the last value repeats.
-ROUND_BUDGETS = (4, 4, 8, 16)
+ROUND_BUDGETS = (12, 48)
 
 
 class RenderError(ValueError):
@@ -56,77 +56,25 @@ class RenderSettings:
     """Knobs of the fast path; the defaults keep it within 40 dB PSNR of the reference."""
 
     #: early termination: a ray stops once its transmittance is below this
-    t_min: float = 1e-3
+    t_min: float = 5e-2
     #: samples whose compositing weight is below this get no colour evaluation
-    colour_weight_min: float = 1e-4
+    colour_weight_min: float = 1e-3
     #: depth guidance: start this many samples in front of last frame's surface (0 = off)
     guide_margin: int = 4
     #: depth guidance is dropped when the camera turned more than this (degrees) ...
     guide_max_turn_deg: float = 3.0
     #: ... or moved more than this (metres) since the previous frame
     guide_max_shift_m: float = 0.01
-
-
-@dataclass
-class _Mlp:
-    """The field's MLPs rearranged for inference (same function, fewer multiplies).
-
-    The density net's geometry outputs only feed the colour net's first layer, so
-    those two linear maps are folded into one 64x64 matrix applied to the density
-    net's last hidden layer; the view-direction half of that layer is applied per
-    sample from its spherical harmonics.
-    """
-
-    w1: torch.Tensor
-    b1: torch.Tensor
-    w2: torch.Tensor
-    b2: torch.Tensor
-    w_sigma: torch.Tensor  # (64, 1)
-    b_sigma: float
-    w_geo: torch.Tensor  # (64, 64): hidden -> colour layer 1, through the geometry feature
-    w_sh: torch.Tensor  # (16, 64)
-    b_c1: torch.Tensor
-    w_c2: torch.Tensor
-    b_c2: torch.Tensor
-    w_c3: torch.Tensor
-    b_c3: torch.Tensor
-
-    @classmethod
-    def from_field(cls, field, device: torch.device, dtype: torch.dtype) -> _Mlp:
-        d1, d2, d3 = (field.density_net[i] for i in (0, 2, 4))
-        c1, c2, c3 = (field.color_net[i] for i in (0, 2, 4))
-        with torch.no_grad():
-            w3 = d3.weight.double()  # (1 + G, 64)
-            b3 = d3.bias.double()
-            wc1 = c1.weight.double()  # (64, 16 + G)
-            w_sh, w_g = wc1[:, :16], wc1[:, 16:]
-            w_geo = w3[1:].T @ w_g.T
-            b_c1 = c1.bias.double() + b3[1:] @ w_g.T
-
-            def t(x: torch.Tensor) -> torch.Tensor:
-                return x.detach().to(device=device, dtype=dtype).contiguous()
-
-            return cls(
-                w1=t(d1.weight.T), b1=t(d1.bias), w2=t(d2.weight.T), b2=t(d2.bias),
-                # the reference's shifted softplus, softplus(h - 1), folds into the bias
-                w_sigma=t(w3[:1].T), b_sigma=float(b3[0]) - 1.0,
-                w_geo=t(w_geo), w_sh=t(w_sh.T), b_c1=t(b_c1),
-                w_c2=t(c2.weight.T), b_c2=t(c2.bias), w_c3=t(c3.weight.T), b_c3=t(c3.bias),
-            )
-
-    def density(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Density (S,) and the last hidden layer (S, 64) from the encoding (S, L*F)."""
-        h = torch.addmm(self.b1, enc, self.w1).relu_()
-        h = torch.addmm(self.b2, h, self.w2).relu_()
-        sigma = torch.nn.functional.softplus((h @ self.w_sigma).squeeze(1) + self.b_sigma)
-        return sigma, h
-
-    def colour(self, hidden: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-        """RGB (S, 3) in [0, 1] from the density net's hidden layer and unit view directions."""
-        x = torch.addmm(self.b_c1, hidden, self.w_geo)
-        x.addmm_(spherical_harmonics(dirs).to(x.dtype), self.w_sh).relu_()
-        x = torch.addmm(self.b_c2, x, self.w_c2).relu_()
-        return torch.sigmoid(torch.addmm(self.b_c3, x, self.w_c3))
+    #: per-frame occupancy probe: coarse cells (``probe_factor``^3 fine cells) whose centre
+    #: and neighbours' centres are all less opaque than this are skipped (0 = off)
+    probe_alpha: float = 1e-3
+    probe_factor: int = 2
+    #: adaptive upsampling: march a coarse grid of pixels first, then fill a pixel
+    #: between them by interpolation where they differ by at most this many levels (of 255)
+    #: in colour and opacity, and march it otherwise (0 = march every pixel)
+    upsample_tolerance: float = 24.0
+    #: grids of adaptive upsampling: 1 marches a quarter of the pixels first, 2 a sixteenth
+    upsample_levels: int = 2
 
 
 class Renderer:
@@ -181,7 +129,9 @@ class Renderer:
         if self.device.type == "cpu":
             self._tables = field.encoding.tables.detach().float().contiguous().numpy()
             self._occupancy = bundle.occupancy.to(torch.uint8).contiguous().numpy()
-            self._mlp = _Mlp.from_field(field, self.device, torch.float32)
+            self._mlp = InferenceMlp.from_field(field)
+            self._probe_x, self._probe_cells = RK.coarse_cells(self._occupancy, self.settings.probe_factor)
+            self._probe_step = float(self._box_size.max()) / REFERENCE_SAMPLES
             self._torch_path = None
         else:
             from nerfconf.avatar.fast_torch import TorchPath  # noqa: PLC0415
@@ -293,35 +243,68 @@ class Renderer:
         table = HK.blend(self._tables, weights)
         t1 = time.perf_counter()
         stats["blend_ms"] = (t1 - t0) * 1e3
+        occupancy = self._occupancy
+        if s.probe_alpha > 0:
+            sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
+            dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
+            occupancy = np.empty_like(self._occupancy)
+            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8), occupancy)
+        t2 = time.perf_counter()
+        stats["probe_ms"] = (t2 - t1) * 1e3
 
-        n = self.resolution * self.resolution
-        dirs = np.empty((n, 3), np.float32)
-        near = np.empty(n, np.float32)
-        far = np.empty(n, np.float32)
+        res = self.resolution
+        n = res * res
+        m = _March(n)
         centre32 = centre.astype(np.float32)
-        RK.setup_rays(cam_rot, centre32, self.focal, self.resolution, self._lo, self._hi, dirs, near, far)
-        next_idx, guided = self._guide_start(cam_rot, centre, n)
-        fresh = guided.copy()
-        trans = np.ones(n, np.float32)
-        opacity = np.zeros(n, np.float32)
-        depth = np.zeros(n, np.float32)
-        surface = np.full(n, -1, np.int32)
-        acc = np.zeros((n, 3), np.float32)
-        active = np.flatnonzero(far > near).astype(np.int32)
-        stats["rays_in_box"] = len(active)
+        RK.setup_rays(cam_rot, centre32, self.focal, res, self._lo, self._hi, m.dirs, m.near, m.far)
+        m.next_idx, m.guided = self._guide_start(cam_rot, centre, n)
+        m.fresh = m.guided.copy()
+        hit = m.far > m.near
+        stats["rays_in_box"] = int(hit.sum())
+        levels = s.upsample_levels if s.upsample_tolerance > 0 else 0
+        stride = 1 << levels
+        grid = np.zeros((res, res), bool)
+        grid[::stride, ::stride] = True
+        todo = np.flatnonzero(hit & grid.ravel()).astype(np.int32)
+        marched = len(todo)
+        self._march(m, todo, table, occupancy, centre32, stats)
+        need = np.empty(n, np.uint8)
+        tol = np.float32(s.upsample_tolerance / 255.0)
+        for level in range(levels - 1, -1, -1):
+            RK.upsample(res, 1 << level, tol, m.acc, m.opacity, m.depth, m.near, m.far, need)
+            todo = np.flatnonzero(need).astype(np.int32)
+            marched += len(todo)
+            self._march(m, todo, table, occupancy, centre32, stats)
+        stats["rays_marched"] = marched
+        t3 = time.perf_counter()
+        image = np.empty((n, 3), np.uint8)
+        RK.finish_image(m.acc, m.opacity, np.float32(s.t_min), bg, image)
+        depth = m.depth / np.maximum(m.opacity, np.float32(1e-6))
+        self._guide = (m.surface, cam_rot, centre)
+        t4 = time.perf_counter()
+        stats.update(march_ms=(t3 - t2) * 1e3 - stats.get("field_ms", 0.0), finish_ms=(t4 - t3) * 1e3)
+        return image, depth, m.opacity, stats
+
+    def _encode(self, x: np.ndarray, table: np.ndarray) -> np.ndarray:
+        enc = np.empty((len(x), table.shape[0] * table.shape[2]), np.float32)
+        HK.encode_forward(x, table, self._resolutions, enc)
+        return enc
+
+    def _march(self, m: _March, active: np.ndarray, table, occupancy, centre32, stats: dict) -> None:
+        """Marches the rays ``active`` in rounds, compositing into ``m``."""
+        s = self.settings
         t_min = np.float32(s.t_min)
-        evaluated = coloured = rounds = 0
-        t_field = 0.0
+        rounds = 0
         while len(active):
             budget = ROUND_BUDGETS[min(rounds, len(ROUND_BUDGETS) - 1)]
             rounds += 1
-            m = len(active) * budget
-            slot_x = np.empty((m, 3), np.float32)
-            slot_t = np.empty(m, np.float32)
-            slot_i = np.empty(m, np.int32)
+            slots = len(active) * budget
+            slot_x = np.empty((slots, 3), np.float32)
+            slot_t = np.empty(slots, np.float32)
+            slot_i = np.empty(slots, np.int32)
             counts = np.empty(len(active), np.int32)
-            RK.gather(active, next_idx, budget, REFERENCE_SAMPLES, centre32, dirs, near, far,
-                      self._box_centre, self._box_size, self._occupancy, slot_x, slot_t, slot_i, counts)
+            RK.gather(active, m.next_idx, budget, REFERENCE_SAMPLES, centre32, m.dirs, m.near, m.far,
+                      self._box_centre, self._box_size, occupancy, slot_x, slot_t, slot_i, counts)
             offsets = np.zeros(len(active) + 1, np.int64)
             np.cumsum(counts, out=offsets[1:])
             total = int(offsets[-1])
@@ -332,32 +315,37 @@ class Renderer:
                 rays = np.empty(total, np.int32)
                 RK.compact(active, budget, counts, slot_x, slot_t, slot_i, offsets, xs, ts, idx, rays)
                 tf = time.perf_counter()
-                enc = np.empty((total, len(self._resolutions) * table.shape[2]), np.float32)
-                HK.encode_forward(xs, table, self._resolutions, enc)
-                with torch.no_grad():
-                    sigma, hidden = self._mlp.density(torch.from_numpy(enc))
-                t_field += time.perf_counter() - tf
+                sigma, hidden = self._mlp.density(self._encode(xs, table))
+                t_field = time.perf_counter() - tf
                 w = np.empty(total, np.float32)
-                RK.composite(active, offsets, sigma.numpy(), ts, idx, near, far, REFERENCE_SAMPLES, t_min,
-                             trans, opacity, depth, surface, guided, fresh, next_idx, w)
+                RK.composite(active, offsets, sigma, ts, idx, m.near, m.far, REFERENCE_SAMPLES, t_min,
+                             m.trans, m.opacity, m.depth, m.surface, m.guided, m.fresh, m.next_idx, w)
                 sel = np.flatnonzero(w > s.colour_weight_min)
                 if len(sel):
                     tf = time.perf_counter()
-                    sel_rays = rays[sel]
-                    with torch.no_grad():
-                        rgb = self._mlp.colour(hidden[torch.from_numpy(sel)], torch.from_numpy(dirs[sel_rays]))
+                    rgb = self._mlp.colour(hidden, sel, rays, m.dirs)
                     t_field += time.perf_counter() - tf
-                    RK.accumulate_colour(sel_rays, w[sel], rgb.numpy(), acc)
-                evaluated += total
-                coloured += len(sel)
-            active = RK.next_active(active, next_idx, REFERENCE_SAMPLES, trans, t_min, opacity, depth, surface,
-                                    acc, guided, fresh)
-        t2 = time.perf_counter()
-        image = np.empty((n, 3), np.uint8)
-        RK.finish_image(acc, opacity, bg, image)
-        depth /= np.maximum(opacity, np.float32(1e-6))
-        self._guide = (surface, cam_rot, centre)
-        t3 = time.perf_counter()
-        stats.update(samples=evaluated, coloured=coloured, rounds=rounds, guided=int(guided.sum()),
-                     field_ms=t_field * 1e3, march_ms=(t2 - t1 - t_field) * 1e3, finish_ms=(t3 - t2) * 1e3)
-        return image, depth, opacity, stats
+                    RK.accumulate_colour(rays[sel], w[sel], rgb, m.acc)
+                stats["samples"] = stats.get("samples", 0) + total
+                stats["coloured"] = stats.get("coloured", 0) + len(sel)
+                stats["field_ms"] = stats.get("field_ms", 0.0) + t_field * 1e3
+            active = RK.next_active(active, m.next_idx, REFERENCE_SAMPLES, m.trans, t_min, m.opacity, m.depth,
+                                    m.surface, m.acc, m.guided, m.fresh)
+        stats["rounds"] = stats.get("rounds", 0) + rounds
+
+
+class _March:
+    """Per-ray state of one frame's marching."""
+
+    def __init__(self, n: int) -> None:
+        self.dirs = np.empty((n, 3), np.float32)
+        self.near = np.empty(n, np.float32)
+        self.far = np.empty(n, np.float32)
+        self.next_idx = np.zeros(n, np.int32)
+        self.guided = np.zeros(n, np.uint8)
+        self.fresh = np.zeros(n, np.uint8)
+        self.trans = np.ones(n, np.float32)
+        self.opacity = np.zeros(n, np.float32)
+        self.depth = np.zeros(n, np.float32)
+        self.surface = np.full(n, -1, np.int32)
+        self.acc = np.zeros((n, 3), np.float32)

@@ -218,14 +218,137 @@ def accumulate_colour(rays, weights, rgb, acc):
 
 
 @njit(parallel=True, cache=True)
-def finish_image(acc, opacity, background, image):
+def finish_image(acc, opacity, t_min, background, image):
     """``colour + (1 - opacity) * background`` to uint8, as ``render_image`` rounds it.
 
-    background (N, 3) float32 in [0, 1]; image (N, 3) uint8.
+    A ray stopped early (opacity above ``1 - t_min``) would have spent what is
+    left on more of the head, not on the background: the remainder takes the
+    ray's mean colour so far. background (N, 3) float32 in [0, 1]; image (N, 3) uint8.
     """
     for p in prange(acc.shape[0]):
         keep = np.float32(1.0) - opacity[p]
+        stopped = opacity[p] > np.float32(1.0) - t_min
         for ch in range(3):
-            v = acc[p, ch] + keep * background[p, ch]
+            fill = acc[p, ch] / opacity[p] if stopped else background[p, ch]
+            v = acc[p, ch] + keep * fill
             v = min(max(v, np.float32(0.0)), np.float32(1.0))
             image[p, ch] = np.uint8(v * np.float32(255.0) + np.float32(0.5))
+
+
+@njit(cache=True)
+def coarse_cells(occupancy, factor):
+    """Unit-cube centres (C, 3) and indices (C, 3) of the coarse cells (``factor``^3 fine
+    cells each) that hold at least one occupied fine cell."""
+    res = occupancy.shape[0]
+    cr = res // factor
+    hit = np.zeros((cr, cr, cr), np.uint8)
+    for i in range(res):
+        for j in range(res):
+            for k in range(res):
+                if occupancy[i, j, k]:
+                    hit[i // factor, j // factor, k // factor] = 1
+    n = int(hit.sum())
+    centres = np.empty((n, 3), np.float32)
+    cells = np.empty((n, 3), np.int32)
+    q = 0
+    for i in range(cr):
+        for j in range(cr):
+            for k in range(cr):
+                if hit[i, j, k]:
+                    centres[q, 0] = (i + 0.5) / cr
+                    centres[q, 1] = (j + 0.5) / cr
+                    centres[q, 2] = (k + 0.5) / cr
+                    cells[q, 0] = i
+                    cells[q, 1] = j
+                    cells[q, 2] = k
+                    q += 1
+    return centres, cells
+
+
+@njit(parallel=True, cache=True)
+def probed_occupancy(occupancy, factor, cells, dense, out):
+    """``out`` = the static grid, restricted to fine cells whose coarse cell or one of its
+    26 neighbours was probed dense this frame (``dense`` (C,) per coarse cell)."""
+    res = occupancy.shape[0]
+    cr = res // factor
+    coarse = np.zeros((cr, cr, cr), np.uint8)
+    for q in range(cells.shape[0]):
+        if dense[q]:
+            i, j, k = cells[q, 0], cells[q, 1], cells[q, 2]
+            for a in range(max(i - 1, 0), min(i + 2, cr)):
+                for b in range(max(j - 1, 0), min(j + 2, cr)):
+                    for c in range(max(k - 1, 0), min(k + 2, cr)):
+                        coarse[a, b, c] = 1
+    for i in prange(res):
+        for j in range(res):
+            for k in range(res):
+                out[i, j, k] = occupancy[i, j, k] & coarse[i // factor, j // factor, k // factor]
+
+
+@njit(cache=True)
+def _parents(x, y, res, step):
+    """The pixels ``step`` away, on the grid of stride ``2 step``, that pixel (x, y) of the
+    stride-``step`` grid is interpolated from, as flat indices (-1: none, or not such a pixel)."""
+    if x % step or y % step:
+        return -1, -1, -1, -1
+    two = 2 * step
+    xe, ye = x % two == 0, y % two == 0
+    if xe and ye:
+        return -1, -1, -1, -1
+    if x + step >= res or y + step >= res:
+        return -2, -2, -2, -2  # the far parent is off the image
+    if ye:
+        return y * res + x - step, y * res + x + step, -1, -1
+    if xe:
+        return (y - step) * res + x, (y + step) * res + x, -1, -1
+    return ((y - step) * res + x - step, (y - step) * res + x + step,
+            (y + step) * res + x - step, (y + step) * res + x + step)
+
+
+@njit(parallel=True, cache=True)
+def upsample(res, step, tol, acc, opacity, depth, near, far, need):
+    """Fills the pixels of the stride-``step`` grid between those of the stride-``2 step`` grid.
+
+    A pixel takes the mean premultiplied colour, opacity and (weighted) depth of its
+    2 or 4 parents when they differ by at most ``tol`` (0..1) in every channel and in
+    opacity; otherwise, or when a parent is off the image, it is marked in ``need``
+    for marching. Pixels whose ray misses the head box are left empty.
+    """
+    for y in prange(res):
+        for x in range(res):
+            p = y * res + x
+            need[p] = 0
+            a, b, c, d = _parents(x, y, res, step)
+            if a == -1 or far[p] <= near[p]:
+                continue
+            if a == -2:
+                need[p] = 1
+                continue
+            n = 2 if c < 0 else 4
+            ok = True
+            for ch in range(4):
+                lo = np.float32(np.inf)
+                hi = np.float32(-np.inf)
+                for qi in range(n):
+                    q = a if qi == 0 else (b if qi == 1 else (c if qi == 2 else d))
+                    v = opacity[q] if ch == 3 else acc[q, ch]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+                if hi - lo > tol:
+                    ok = False
+            if not ok:
+                need[p] = 1
+                continue
+            inv = np.float32(1.0 / n)
+            for ch in range(3):
+                s = acc[a, ch] + acc[b, ch]
+                if n == 4:
+                    s += acc[c, ch] + acc[d, ch]
+                acc[p, ch] = s * inv
+            s = opacity[a] + opacity[b]
+            t = depth[a] + depth[b]
+            if n == 4:
+                s += opacity[c] + opacity[d]
+                t += depth[c] + depth[d]
+            opacity[p] = s * inv
+            depth[p] = t * inv

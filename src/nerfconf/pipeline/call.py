@@ -65,8 +65,8 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
         if settings.save is not None:
             sinks.append(VideoFileSink(settings.save, fps=settings.fps, size=size))
     plan = PeerPlan(own=own, source=SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps,
-                                      loop=settings.loop_video, paced=settings.paced) if own else None, peer=peer, peer_dir=settings.peer,
-                    fps=settings.fps, resolution=settings.resolution, device=settings.device, view=settings.view,
+                                      loop=settings.loop_video, paced=settings.paced) if own else None,
+                    peer=peer, fps=settings.fps, view=settings.view,
                     sinks=sinks, seconds=settings.seconds,
                     max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)
     config = TransportConfig(mode=settings.mode)

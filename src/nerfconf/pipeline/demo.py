@@ -68,8 +68,7 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     live = VideoFileSink(settings.out / "received.mp4", fps=settings.fps,
                          size=settings.resolution or bundle.resolution)
     a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames)
-    b = PeerPlan(peer=bundle, peer_dir=settings.avatar, fps=settings.fps, sinks=[live], record=True,
-                 resolution=settings.resolution)
+    b = PeerPlan(peer=bundle, fps=settings.fps, sinks=[live], record=True)
     link = LinkSpec(delay_ms=settings.rtt_ms / 2, loss=settings.loss)
     try:
         async with listen("127.0.0.1", 0, new_token(), config) as server:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +24,8 @@ class PeerPlan:
 
     own: AvatarBundle | None = None
     source: SourceSpec | None = None
-    peer_dir: Path | None = None
     peer: AvatarBundle | None = None
     fps: float = 20.0
-    resolution: int | None = None
-    device: str = "cpu"
     view: tuple[float, float, float] | None = None
     sinks: list = field(default_factory=list)
     #: keep what was shown (and sent) in memory for the side-by-side video

@@ -37,3 +37,25 @@ def head_crop(landmarks: np.ndarray, image_size: tuple[int, int]) -> CropBox:
     x0 = int(round(centre[0] - side / 2))
     y0 = int(round(centre[1] - side / 2))
     return CropBox(x0, y0, side)
+
+
+def model_framing(crop_json: str | None, frame_size: tuple[int, int], model_size: tuple[int, int]) -> CropBox | None:
+    """How to turn a live source's frames into the geometry a face model was fitted on.
+
+    ``frame_size`` and ``model_size`` are (width, height). Frames of the model's
+    size pass as they are (None). Otherwise the enrollment crop is used when it
+    lies inside the frame (the same camera, or the enrollment video itself), and
+    a centred square of the frame when not; the caller resizes the crop to the
+    model's size.
+    """
+    w, h = frame_size
+    if (w, h) == tuple(model_size):
+        return None
+    if crop_json:
+        import json  # noqa: PLC0415
+
+        crop = CropBox(**json.loads(crop_json))
+        if crop.x0 >= 0 and crop.y0 >= 0 and crop.x0 + crop.side <= w and crop.y0 + crop.side <= h:
+            return crop
+    side = min(w, h)
+    return CropBox((w - side) // 2, (h - side) // 2, side)

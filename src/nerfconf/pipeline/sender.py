@@ -18,6 +18,8 @@ import numpy as np
 from nerfconf.capture.source import SourceSpec, frames
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.encoder import ParamEncoder
+from nerfconf.capture.video import CropBox
+from nerfconf.face.crop import model_framing
 from nerfconf.face.extract import Extractor
 from nerfconf.face.model import FaceModel
 from nerfconf.pipeline.fifo import AsyncDropOldest, DropOldest
@@ -126,9 +128,18 @@ class Sender:
 
     def _extract(self, inp: DropOldest[Frame], out: AsyncDropOldest) -> None:
         try:
+            cam = self.face_model.camera
+            model_size = (cam.width, cam.height)
+            framing: dict[tuple[int, int], CropBox | None] = {}
             with Extractor(self.face_model) as extractor:
                 while (frame := inp.get()) is not None:
                     t_in = time.monotonic()
+                    size = (frame.image.shape[1], frame.image.shape[0])
+                    if size not in framing:
+                        framing[size] = model_framing(self.face_model.metadata.get("crop"), size, model_size)
+                    if framing[size] is not None or size != model_size:
+                        frame = Frame(_reframe(frame.image, framing[size], model_size), frame.t_capture,
+                                      frame.index)
                     result = extractor.process(frame)
                     # The extractor's layout carries translation; the codec's may not.
                     params = FaceParams.from_vector(result.params.to_vector(extractor.layout)[: self.layout.dims],
@@ -143,3 +154,14 @@ class Sender:
             self.error = exc
         finally:
             out.put_threadsafe(None)
+
+
+def _reframe(image: np.ndarray, crop: CropBox | None, size: tuple[int, int]) -> np.ndarray:
+    """The frame in the face model's geometry: the chosen crop, resized to the model's camera."""
+    if crop is not None:
+        image = crop.apply(image)
+    if (image.shape[1], image.shape[0]) != size:
+        import cv2  # noqa: PLC0415
+
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image

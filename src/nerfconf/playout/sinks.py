@@ -66,13 +66,13 @@ def has_display() -> bool:
 
 
 class WindowSink:
-    """A pygame window; pygame is optional (``pip install nerfconf[window]``)."""
+    """A pygame window; pygame is optional (``pip install 'nerfconf[view]'``)."""
 
     def __init__(self, title: str, size: tuple[int, int]) -> None:
         try:
             import pygame  # noqa: PLC0415
         except ImportError as exc:
-            raise SinkError("showing a window needs pygame: pip install 'nerfconf[window]'") from exc
+            raise SinkError("showing a window needs pygame: pip install 'nerfconf[view]'") from exc
         if not has_display():
             raise SinkError("no display: set DISPLAY, or write the video to a file with --save")
         self._pg = pygame

@@ -270,9 +270,13 @@ def bench_transport(
     with tempfile.TemporaryDirectory(prefix="nerfconf-bench-") as identity_dir:
         for condition in conditions:
             for mode in modes:
-                result = asyncio.run(run_condition(condition, mode, seconds=seconds, traces=traces, codec=codec,
-                                                   track=call, seed=seed, identity_dir=Path(identity_dir)))
-                results.append(asdict(result))
+                try:
+                    result = asdict(asyncio.run(run_condition(
+                        condition, mode, seconds=seconds, traces=traces, codec=codec, track=call, seed=seed,
+                        identity_dir=Path(identity_dir))))
+                except TransportError as exc:  # the call never came up: a result, not a crash
+                    result = {"condition": condition, "mode": mode, "alive": False, "error": str(exc)}
+                results.append(result)
                 if progress is not None:
                     progress(f"{condition} / {mode}")
     return {

@@ -138,6 +138,9 @@ def transport(args: argparse.Namespace) -> int:
         return f"{format(r['client_to_server'][key], fmt)} / {format(r['server_to_client'][key], fmt)}"
 
     for r in result["results"]:
+        if "client_to_server" not in r:
+            table.add_row(r["condition"], r["mode"], *["-"] * 9, f"NO: {r['error']}")
+            continue
         lost = (f"{100 * r['client_to_server']['lost_fraction']:.2f} / "
                 f"{100 * r['server_to_client']['lost_fraction']:.2f} %")
         table.add_row(r["condition"], r["mode"], both(r, "latency_ms_p50", ".1f"), both(r, "latency_ms_p95", ".1f"),

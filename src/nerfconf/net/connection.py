@@ -243,12 +243,12 @@ class NerfProtocol(QuicConnectionProtocol):
         # bit 1: unidirectional; bit 0: opened by the server
         peer_uni = bool(stream_id & 0x2) and (stream_id & 0x1) == (1 if self._is_client else 0)
         if self.state != "open" or not peer_uni:
-            self._quic.stop_stream(stream_id, ERR_PROTOCOL)
+            self._refuse_stream(stream_id)
             return
         if self._peer_media_stream is None:
             self._peer_media_stream = stream_id
         elif stream_id != self._peer_media_stream:
-            self._quic.stop_stream(stream_id, ERR_PROTOCOL)
+            self._refuse_stream(stream_id)
             return
         frames: list[bytes] = []
         for item in self._media_deframer.feed(data):
@@ -258,6 +258,13 @@ class NerfProtocol(QuicConnectionProtocol):
                 self._counters.malformed += 1
         if frames:
             self._deliver(self._reassembler.receive_frames(frames).frames)
+
+    def _refuse_stream(self, stream_id: int) -> None:
+        """Asks the peer to stop sending on a stream we have no use for (its data is discarded)."""
+        try:
+            self._quic.stop_stream(stream_id, ERR_PROTOCOL)
+        except ValueError:
+            pass  # a stream aioquic already closed, or one only we may send on (aioquic rejects those itself)
 
     def _control_message(self, msg: Message) -> None:
         if self.state == "authenticating":
@@ -321,7 +328,8 @@ class NerfProtocol(QuicConnectionProtocol):
             self._later(self.config.keepalive, self._keepalive)
 
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers = [t for t in self._timers if not t.cancelled()]
+        now = self._loop.time()
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
         self._timers.append(self._loop.call_later(delay, callback))
 
     def _send_control(self, msg: Message) -> None:

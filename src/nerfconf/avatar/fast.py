@@ -103,7 +103,10 @@ class Renderer:
             raise RenderError(f"resolution must be 16..4096 pixels, got {resolution}")
         self.focal = bundle.focal * self.resolution / bundle.resolution
         self.settings = settings or RenderSettings()
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise RenderError(f"device must be 'cpu' or a CUDA device, got {device!r}") from exc
         if self.device.type not in ("cpu", "cuda"):
             raise RenderError(f"device must be 'cpu' or a CUDA device, got {device!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():

@@ -156,8 +156,8 @@ def test_inference_mlp_matches_the_field(bundle):
     field = bundle.field
     mlp = InferenceMlp.from_field(field)
     g = torch.Generator().manual_seed(0)
-    enc = torch.randn(300, field.encoding.output_dim, generator=g)
-    dirs = torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=1)
+    enc = torch.randn(301, field.encoding.output_dim, generator=g)
+    dirs = torch.nn.functional.normalize(torch.randn(301, 3, generator=g), dim=1)
     with torch.no_grad():
         h = field.density_net(enc)
         sigma_ref = torch.nn.functional.softplus(h[:, 0] - 1.0)
@@ -166,8 +166,8 @@ def test_inference_mlp_matches_the_field(bundle):
         rgb_ref = torch.sigmoid(field.color_net(torch.cat([spherical_harmonics(dirs), h[:, 1:]], -1)))
     sigma, hidden = mlp.density(enc.numpy())
     np.testing.assert_allclose(sigma, sigma_ref.numpy(), rtol=1e-4, atol=1e-4)
-    sel = np.arange(0, 300, 3)
-    rgb = mlp.colour(hidden, sel, np.arange(300, dtype=np.int32), dirs.numpy())
+    sel = np.arange(0, 301, 3)  # 101 samples: an odd count
+    rgb = mlp.colour(hidden, sel, np.arange(301, dtype=np.int32), dirs.numpy())
     np.testing.assert_allclose(rgb, rgb_ref.numpy()[sel], atol=1e-5)
 
 

@@ -70,6 +70,8 @@ class RenderSettings:
     #: and neighbours' centres are all less opaque than this are skipped (0 = off)
     probe_alpha: float = 1e-3
     probe_factor: int = 2
+    #: coarse cells around a dense one that are kept too (the probe samples only cell centres)
+    probe_radius: int = 1
     #: adaptive upsampling: march a coarse grid of pixels first, then fill a pixel
     #: between them by interpolation where they differ by at most this many levels (of 255)
     #: in colour and opacity, and march it otherwise (0 = march every pixel)
@@ -272,7 +274,8 @@ class Renderer:
             sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
             dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
             occupancy = np.empty_like(self._occupancy)
-            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8), occupancy)
+            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8),
+                                s.probe_radius, occupancy)
         t2 = time.perf_counter()
         stats["probe_ms"] = (t2 - t1) * 1e3
 

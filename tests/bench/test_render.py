@@ -68,3 +68,13 @@ def test_track_from_cameras_round_trips_the_pose():
         cams.append(Camera(rot, centre, 100.0, 32))
     again = track_from_cameras(track.values[:, :4], cams, track.t, "x")
     np.testing.assert_allclose(again.values, track.values, atol=1e-9)
+
+
+def test_cli_bench_render_settings(saved, capsys):
+    bundle, track = saved
+    assert main(["bench", "render", "--avatar", str(bundle), "--track", str(track), "--frames", "2",
+                 "--quality-frames", "0", "--set", "upsample_tolerance=0", "--set", "t_min=0.01", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["upsample_tolerance"] == 0.0 and out["settings"]["t_min"] == 0.01
+    assert main(["bench", "render", "--avatar", str(bundle), "--track", str(track), "--set", "speed=11"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err

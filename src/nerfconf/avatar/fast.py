@@ -25,6 +25,7 @@ face (under the view asked for now), or the background alone when there was none
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -78,6 +79,21 @@ class RenderSettings:
     upsample_tolerance: float = 16.0
     #: grids of adaptive upsampling: 1 marches a quarter of the pixels first, 2 a sixteenth
     upsample_levels: int = 2
+
+    @classmethod
+    def parse(cls, items: list[str]) -> RenderSettings:
+        """Settings from ``NAME=VALUE`` strings (the defaults for names not given)."""
+        fields = {f.name: type(getattr(cls(), f.name)) for f in dataclasses.fields(cls)}
+        values = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            if not sep or name not in fields:
+                raise RenderError(f"expected NAME=VALUE with NAME one of {', '.join(fields)}, got {item!r}")
+            try:
+                values[name] = fields[name](text)
+            except ValueError as exc:
+                raise RenderError(f"{name}: {text!r} is not a {fields[name].__name__}") from exc
+        return cls(**values)
 
 
 class Renderer:

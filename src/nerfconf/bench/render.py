@@ -60,13 +60,14 @@ def bench_render(
     device: str = "cpu",
     threads: int | None = None,
     quality_frames: int = 0,
+    settings=None,
     progress: bool = False,
 ) -> dict:
     """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``;
     then PSNR against the reference renderer on ``quality_frames`` evenly spaced frames."""
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
 
-    renderer = Renderer(bundle, resolution, device, threads=threads)
+    renderer = Renderer(bundle, resolution, device, threads=threads, settings=settings)
     t0 = time.perf_counter()
     renderer.prewarm()
     prewarm_s = time.perf_counter() - t0

@@ -95,14 +95,21 @@ def render(args: argparse.Namespace) -> int:
     from nerfconf.bench.render import bench_render  # noqa: PLC0415
     from nerfconf.commands.view import avatar_track, load_renderer  # noqa: PLC0415
 
+    from nerfconf.avatar.fast import RenderError, RenderSettings  # noqa: PLC0415
+
     if args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}")
+    try:
+        settings = RenderSettings.parse(args.setting)
+    except RenderError as exc:
+        raise UserError(str(exc)) from exc
     bundle, _ = load_renderer(args.avatar, args.resolution, args.device)
     track = avatar_track(args.avatar, args.track, args.video, args.test_frames, bundle, required=True,
                          progress=not args.json)
     try:
         result = bench_render(bundle, track, resolution=args.resolution, frames=args.frames, device=args.device,
-                              threads=args.threads, quality_frames=args.quality_frames, progress=not args.json)
+                              threads=args.threads, quality_frames=args.quality_frames, settings=settings,
+                              progress=not args.json)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     result["avatar"] = str(args.avatar)
@@ -178,5 +185,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     br.add_argument("--test-frames", type=int, default=200, help="held-out frames of --video (default 200)")
     br.add_argument("--quality-frames", type=int, default=3,
                     help="frames also rendered by the reference renderer for PSNR (default 3, 0 skips)")
+    br.add_argument("--set", dest="setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="change one fast-path setting (repeatable), e.g. --set upsample_tolerance=0; names: "
+                    "t_min, colour_weight_min, guide_margin, probe_alpha, probe_factor, probe_radius, "
+                    "upsample_tolerance, upsample_levels (see nerfconf.avatar.fast.RenderSettings)")
     br.add_argument("--json", action="store_true", help="print one JSON object")
     br.set_defaults(func=render)

@@ -9,7 +9,8 @@ from nerfconf.tracks import ParamTrack, synthetic_track
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["demo"], ["bench"], ["bench", "codec"], ["codec"], ["codec", "fit"], ["codec", "encode"]]
+    "argv", [[], ["demo"], ["bench"], ["bench", "codec"], ["bench", "render"], ["view"], ["codec"], ["codec", "fit"],
+             ["codec", "encode"]]
 )
 def test_every_command_explains_itself(argv, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from nerfconf import __version__
-from nerfconf.commands import avatar, bench, call, codec, demo, evaluate, face, net
+from nerfconf.commands import avatar, bench, call, codec, demo, evaluate, face, net, view
 from nerfconf.commands.common import UserError
 
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nerfconf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo, call, avatar, face, codec, evaluate, net, bench):
+    for module in (demo, call, avatar, face, codec, evaluate, net, bench, view):
         module.register(sub)
     return parser
 

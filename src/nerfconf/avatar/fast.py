@@ -25,6 +25,7 @@ face (under the view asked for now), or the background alone when there was none
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from nerfconf.avatar import hashgrid_kernels as HK
 from nerfconf.avatar import render_kernels as RK
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.mlp_kernels import InferenceMlp
+from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.avatar.view import View, camera_in_head, head_pose
 from nerfconf.types import FaceParams, RenderedFrame
 
@@ -60,7 +62,7 @@ class RenderSettings:
     #: samples whose compositing weight is below this get no colour evaluation
     colour_weight_min: float = 1e-3
     #: depth guidance: start this many samples in front of last frame's surface (0 = off)
-    guide_margin: int = 4
+    guide_margin: int = 0
     #: depth guidance is dropped when the camera turned more than this (degrees) ...
     guide_max_turn_deg: float = 3.0
     #: ... or moved more than this (metres) since the previous frame
@@ -69,12 +71,29 @@ class RenderSettings:
     #: and neighbours' centres are all less opaque than this are skipped (0 = off)
     probe_alpha: float = 1e-3
     probe_factor: int = 2
+    #: coarse cells around a dense one that are kept too (the probe samples only cell centres)
+    probe_radius: int = 1
     #: adaptive upsampling: march a coarse grid of pixels first, then fill a pixel
     #: between them by interpolation where they differ by at most this many levels (of 255)
     #: in colour and opacity, and march it otherwise (0 = march every pixel)
-    upsample_tolerance: float = 24.0
+    upsample_tolerance: float = 16.0
     #: grids of adaptive upsampling: 1 marches a quarter of the pixels first, 2 a sixteenth
     upsample_levels: int = 2
+
+    @classmethod
+    def parse(cls, items: list[str]) -> RenderSettings:
+        """Settings from ``NAME=VALUE`` strings (the defaults for names not given)."""
+        fields = {f.name: type(getattr(cls(), f.name)) for f in dataclasses.fields(cls)}
+        values = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            if not sep or name not in fields:
+                raise RenderError(f"expected NAME=VALUE with NAME one of {', '.join(fields)}, got {item!r}")
+            try:
+                values[name] = fields[name](text)
+            except ValueError as exc:
+                raise RenderError(f"{name}: {text!r} is not a {fields[name].__name__}") from exc
+        return cls(**values)
 
 
 class Renderer:
@@ -83,6 +102,7 @@ class Renderer:
     ``resolution``: output side in pixels (default: the bundle's; the focal length
     scales with it). ``device``: "cpu" (numba kernels) or a torch CUDA device.
     ``threads``: CPU threads for numba and torch (default: all cores).
+    ``backend``: "numba" (CPU only) or "torch"; default numba on CPU, torch on CUDA.
     """
 
     def __init__(
@@ -93,6 +113,7 @@ class Renderer:
         *,
         threads: int | None = None,
         settings: RenderSettings | None = None,
+        backend: str | None = None,
     ) -> None:
         self.bundle = bundle
         self.resolution = int(resolution or bundle.resolution)
@@ -100,7 +121,10 @@ class Renderer:
             raise RenderError(f"resolution must be 16..4096 pixels, got {resolution}")
         self.focal = bundle.focal * self.resolution / bundle.resolution
         self.settings = settings or RenderSettings()
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise RenderError(f"device must be 'cpu' or a CUDA device, got {device!r}") from exc
         if self.device.type not in ("cpu", "cuda"):
             raise RenderError(f"device must be 'cpu' or a CUDA device, got {device!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -126,7 +150,11 @@ class Renderer:
         self._last_params: FaceParams | None = None
         self._guide: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # surface, rotation, centre
         self._white = np.ones((self.resolution * self.resolution, 3), np.float32)
-        if self.device.type == "cpu":
+        backend = backend or ("numba" if self.device.type == "cpu" else "torch")
+        if backend not in ("numba", "torch") or (backend == "numba" and self.device.type != "cpu"):
+            raise RenderError(f"backend must be 'numba' (CPU) or 'torch', got {backend!r} on {self.device}")
+        self.backend = backend
+        if backend == "numba":
             self._tables = field.encoding.tables.detach().float().contiguous().numpy()
             self._occupancy = bundle.occupancy.to(torch.uint8).contiguous().numpy()
             self._mlp = InferenceMlp.from_field(field)
@@ -136,7 +164,7 @@ class Renderer:
         else:
             from nerfconf.avatar.fast_torch import TorchPath  # noqa: PLC0415
 
-            self._torch_path = TorchPath(bundle, self.device)
+            self._torch_path = TorchPath(bundle, self.device, REFERENCE_SAMPLES, self.settings.colour_weight_min)
         #: what the last frame cost: rays in the box, field evaluations, colour evaluations, rounds, ms
         self.last_stats: dict[str, float] = {}
 
@@ -177,6 +205,20 @@ class Renderer:
         self._last_params = params
         frame.timings["render_ms"] = (time.perf_counter() - t0) * 1e3
         return frame
+
+    def reference_camera(self, params: FaceParams, view: View | None = None) -> Camera:
+        """The reference renderer's camera for the same inputs (``renderer.render_image``)."""
+        _, rotation, translation = self._check(params)
+        cam_rot, centre = camera_in_head(*head_pose(rotation, translation, view, self.head_centre))
+        return Camera(cam_rot, centre, self.focal, self.resolution)
+
+    def reference(self, params: FaceParams, view: View | None = None) -> np.ndarray:
+        """The reference renderer's image (R, R, 3) uint8 of the same inputs: slow, for checking."""
+        expression, _, _ = self._check(params)
+        field = self.bundle.field
+        image, _ = render_image(field, self.reference_camera(params, view), torch.from_numpy(expression),
+                                samples=REFERENCE_SAMPLES, occupancy=FixedOccupancy(field, self.bundle.occupancy))
+        return image
 
     # -- internals -------------------------------------------------------------------
 
@@ -248,7 +290,8 @@ class Renderer:
             sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
             dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
             occupancy = np.empty_like(self._occupancy)
-            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8), occupancy)
+            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8),
+                                s.probe_radius, occupancy)
         t2 = time.perf_counter()
         stats["probe_ms"] = (t2 - t1) * 1e3
 

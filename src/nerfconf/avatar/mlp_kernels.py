@@ -25,36 +25,51 @@ def density_mlp(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
     """Density net per sample, fused: ``hidden = relu(relu(enc w1 + b1) w2 + b2)`` and
     ``sigma = softplus(hidden . w_sigma + b_sigma)`` (torch's softplus: linear above 20).
 
-    One pass per sample with the weights in cache; measured 1.5x less CPU time than
-    numpy matmuls with separate bias/ReLU passes, and it is a single parallel region.
+    Samples go in pairs so that each weight row loaded serves two samples (measured
+    1.9x less CPU time than one sample at a time; four at a time was no better).
     """
     n, n_in = enc.shape
     n_h = w1.shape[1]
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
-        h1 = np.empty(n_h, np.float32)
-        for s in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+        a1 = np.empty(n_h, np.float32)
+        c1 = np.empty(n_h, np.float32)
+        a2 = np.empty(n_h, np.float32)
+        c2 = np.empty(n_h, np.float32)
+        stop = min(n, (c + 1) * _CHUNK)
+        for s in range(c * _CHUNK, stop, 2):
+            t = min(s + 1, stop - 1)  # an odd last sample is computed twice
             for j in range(n_h):
-                h1[j] = b1[j]
+                a1[j] = b1[j]
+                c1[j] = b1[j]
             for i in range(n_in):
-                xi = enc[s, i]
+                xa = enc[s, i]
+                xc = enc[t, i]
                 for j in range(n_h):
-                    h1[j] += xi * w1[i, j]
+                    w = w1[i, j]
+                    a1[j] += xa * w
+                    c1[j] += xc * w
             for j in range(n_h):
-                h1[j] = max(h1[j], np.float32(0.0))
-            h2 = hidden[s]
-            for j in range(n_h):
-                h2[j] = b2[j]
+                a2[j] = b2[j]
+                c2[j] = b2[j]
             for i in range(n_h):
-                xi = h1[i]
+                xa = max(a1[i], np.float32(0.0))
+                xc = max(c1[i], np.float32(0.0))
                 for j in range(n_h):
-                    h2[j] += xi * w2[i, j]
-            acc = b_sigma
+                    w = w2[i, j]
+                    a2[j] += xa * w
+                    c2[j] += xc * w
+            sa = b_sigma
+            sc = b_sigma
             for j in range(n_h):
-                v = max(h2[j], np.float32(0.0))
-                h2[j] = v
-                acc += v * w_sigma[j]
-            sigma[s] = acc if acc > np.float32(20.0) else np.log1p(np.exp(acc))
+                va = max(a2[j], np.float32(0.0))
+                vc = max(c2[j], np.float32(0.0))
+                hidden[s, j] = va
+                hidden[t, j] = vc
+                sa += va * w_sigma[j]
+                sc += vc * w_sigma[j]
+            sigma[s] = sa if sa > np.float32(20.0) else np.log1p(np.exp(sa))
+            sigma[t] = sc if sc > np.float32(20.0) else np.log1p(np.exp(sc))
 
 
 @njit(fastmath=True, cache=True)
@@ -81,39 +96,64 @@ def _sh4(x, y, z, o):
 
 @njit(parallel=True, fastmath=True, cache=True)
 def colour_mlp(hidden, sel, rays, dirs, w_c1, b_c1, w_c2, b_c2, w_c3, b_c3, rgb):
-    """Colour net, fused, for samples ``sel``: input ``[hidden[sel[s]], SH(dirs[rays[sel[s]]])]``."""
+    """Colour net, fused, for samples ``sel``: input ``[hidden[sel[s]], SH(dirs[rays[sel[s]]])]``.
+
+    Samples go in pairs, as in ``density_mlp``.
+    """
     n = sel.shape[0]
     n_h = hidden.shape[1]
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
-        sh = np.empty(16, np.float32)
-        h1 = np.empty(n_h, np.float32)
-        h2 = np.empty(n_h, np.float32)
-        for s in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            q = sel[s]
-            r = rays[q]
-            _sh4(dirs[r, 0], dirs[r, 1], dirs[r, 2], sh)
+        sha = np.empty(16, np.float32)
+        shc = np.empty(16, np.float32)
+        a1 = np.empty(n_h, np.float32)
+        c1 = np.empty(n_h, np.float32)
+        a2 = np.empty(n_h, np.float32)
+        c2 = np.empty(n_h, np.float32)
+        stop = min(n, (c + 1) * _CHUNK)
+        for s in range(c * _CHUNK, stop, 2):
+            t = min(s + 1, stop - 1)
+            qa = sel[s]
+            qc = sel[t]
+            ra = rays[qa]
+            rc = rays[qc]
+            _sh4(dirs[ra, 0], dirs[ra, 1], dirs[ra, 2], sha)
+            _sh4(dirs[rc, 0], dirs[rc, 1], dirs[rc, 2], shc)
             for j in range(n_h):
-                h1[j] = b_c1[j]
+                a1[j] = b_c1[j]
+                c1[j] = b_c1[j]
             for i in range(n_h):
-                xi = hidden[q, i]
+                xa = hidden[qa, i]
+                xc = hidden[qc, i]
                 for j in range(n_h):
-                    h1[j] += xi * w_c1[i, j]
+                    w = w_c1[i, j]
+                    a1[j] += xa * w
+                    c1[j] += xc * w
             for i in range(16):
-                xi = sh[i]
+                xa = sha[i]
+                xc = shc[i]
                 for j in range(n_h):
-                    h1[j] += xi * w_c1[n_h + i, j]
+                    w = w_c1[n_h + i, j]
+                    a1[j] += xa * w
+                    c1[j] += xc * w
             for j in range(n_h):
-                h2[j] = b_c2[j]
+                a2[j] = b_c2[j]
+                c2[j] = b_c2[j]
             for i in range(n_h):
-                xi = max(h1[i], np.float32(0.0))
+                xa = max(a1[i], np.float32(0.0))
+                xc = max(c1[i], np.float32(0.0))
                 for j in range(n_h):
-                    h2[j] += xi * w_c2[i, j]
+                    w = w_c2[i, j]
+                    a2[j] += xa * w
+                    c2[j] += xc * w
             for ch in range(3):
-                acc = b_c3[ch]
+                acc_a = b_c3[ch]
+                acc_c = b_c3[ch]
                 for j in range(n_h):
-                    acc += max(h2[j], np.float32(0.0)) * w_c3[j, ch]
-                rgb[s, ch] = np.float32(1.0) / (np.float32(1.0) + np.exp(-acc))
+                    acc_a += max(a2[j], np.float32(0.0)) * w_c3[j, ch]
+                    acc_c += max(c2[j], np.float32(0.0)) * w_c3[j, ch]
+                rgb[s, ch] = np.float32(1.0) / (np.float32(1.0) + np.exp(-acc_a))
+                rgb[t, ch] = np.float32(1.0) / (np.float32(1.0) + np.exp(-acc_c))
 
 
 @dataclass

@@ -266,18 +266,18 @@ def coarse_cells(occupancy, factor):
 
 
 @njit(parallel=True, cache=True)
-def probed_occupancy(occupancy, factor, cells, dense, out):
+def probed_occupancy(occupancy, factor, cells, dense, radius, out):
     """``out`` = the static grid, restricted to fine cells whose coarse cell or one of its
-    26 neighbours was probed dense this frame (``dense`` (C,) per coarse cell)."""
+    neighbours within ``radius`` coarse cells was probed dense this frame (``dense`` (C,))."""
     res = occupancy.shape[0]
     cr = res // factor
     coarse = np.zeros((cr, cr, cr), np.uint8)
     for q in range(cells.shape[0]):
         if dense[q]:
             i, j, k = cells[q, 0], cells[q, 1], cells[q, 2]
-            for a in range(max(i - 1, 0), min(i + 2, cr)):
-                for b in range(max(j - 1, 0), min(j + 2, cr)):
-                    for c in range(max(k - 1, 0), min(k + 2, cr)):
+            for a in range(max(i - radius, 0), min(i + radius + 1, cr)):
+                for b in range(max(j - radius, 0), min(j + radius + 1, cr)):
+                    for c in range(max(k - radius, 0), min(k + radius + 1, cr)):
                         coarse[a, b, c] = 1
     for i in prange(res):
         for j in range(res):

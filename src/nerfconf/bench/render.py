@@ -59,12 +59,15 @@ def bench_render(
     frames: int = 100,
     device: str = "cpu",
     threads: int | None = None,
+    quality_frames: int = 0,
+    settings=None,
     progress: bool = False,
 ) -> dict:
-    """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``."""
+    """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``;
+    then PSNR against the reference renderer on ``quality_frames`` evenly spaced frames."""
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
 
-    renderer = Renderer(bundle, resolution, device, threads=threads)
+    renderer = Renderer(bundle, resolution, device, threads=threads, settings=settings)
     t0 = time.perf_counter()
     renderer.prewarm()
     prewarm_s = time.perf_counter() - t0
@@ -89,6 +92,7 @@ def bench_render(
         ms.append((time.perf_counter() - t) * 1e3)
         for k, v in renderer.last_stats.items():
             parts.setdefault(k, []).append(v)
+    quality = fidelity(renderer, track, quality_frames) if quality_frames > 0 else None
     return {
         "resolution": renderer.resolution,
         "device": _device_name(device),
@@ -100,7 +104,31 @@ def bench_render(
         "parts_median": {k: float(np.median(v)) for k, v in parts.items()},
         "prewarm_s": prewarm_s,
         "settings": renderer.settings.__dict__,
+        "quality": quality,
     }
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def fidelity(renderer, track: ParamTrack, frames: int) -> dict:
+    """PSNR of the fast path against the reference renderer on evenly spaced face frames of a track.
+
+    Each frame is rendered right after the one before it, as in a stream, so that
+    state carried between frames (depth guidance) is exercised.
+    """
+    rows = np.flatnonzero(track.face_found)
+    pick = rows[np.linspace(0, len(rows) - 1, min(frames, len(rows))).astype(int)]
+    scores = []
+    for i in pick:
+        if i > 0:
+            renderer.render(track.params(int(i) - 1))
+        params = track.params(int(i))
+        scores.append(psnr(renderer.render(params).image, renderer.reference(params)))
+    return {"frames": len(scores), "psnr_min": min(scores), "psnr_mean": float(np.mean(scores)),
+            "frame_indices": [int(i) for i in pick]}
 
 
 def _device_name(device: str) -> str:

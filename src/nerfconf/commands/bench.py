@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_file, load_track, sent_layout
+from nerfconf.commands.common import UserError, existing_dir, existing_file, load_track, sent_layout
 
 def codec(args: argparse.Namespace) -> int:
     from nerfconf.bench.codec import bench_codec
@@ -152,6 +152,42 @@ def transport(args: argparse.Namespace) -> int:
     return 0
 
 
+def render(args: argparse.Namespace) -> int:
+    from nerfconf.bench.render import bench_render  # noqa: PLC0415
+    from nerfconf.commands.view import avatar_track, load_renderer  # noqa: PLC0415
+
+    from nerfconf.avatar.fast import RenderError, RenderSettings  # noqa: PLC0415
+
+    if args.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {args.frames}")
+    try:
+        settings = RenderSettings.parse(args.setting)
+    except RenderError as exc:
+        raise UserError(str(exc)) from exc
+    bundle, _ = load_renderer(args.avatar, args.resolution, args.device)
+    track = avatar_track(args.avatar, args.track, args.video, args.test_frames, bundle, required=True,
+                         progress=not args.json)
+    try:
+        result = bench_render(bundle, track, resolution=args.resolution, frames=args.frames, device=args.device,
+                              threads=args.threads, quality_frames=args.quality_frames, settings=settings,
+                              progress=not args.json)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    result["avatar"] = str(args.avatar)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    ms = result["ms_per_frame"]
+    print(f"{result['resolution']}x{result['resolution']} on {result['device']}, threads {result['threads']}: "
+          f"median {ms['median']:.1f} ms, p95 {ms['p95']:.1f} ms, min {ms['min']:.1f} ms over {result['frames']} "
+          f"frames ({result['fps_median']:.1f} fps)")
+    q = result.get("quality")
+    if q:
+        print(f"against the reference renderer on {q['frames']} frames: PSNR min {q['psnr_min']:.2f} dB, "
+              f"mean {q['psnr_mean']:.2f} dB")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and bitrate of a module")
     bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
@@ -220,3 +256,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     bch.add_argument("--seconds", type=float, default=30.0, help="length of the call (default 30)")
     bch.add_argument("--seed", type=int, default=1, help="seed of the loss pattern")
     bch.set_defaults(func=channel)
+
+    br = bench_sub.add_parser(
+        "render", help="avatar rendering speed (ms per frame) and fidelity to the reference renderer",
+        description="Pre-warms the fast renderer, then renders --frames frames of a real parameter track (--track, "
+        "else the bundle's heldout_track.npz, else the held-out frames of --video) and reports median, p95 and "
+        "min ms per frame; then PSNR against the reference volume renderer on --quality-frames of them.")
+    br.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
+    br.add_argument("--resolution", type=int, default=None, help="output side in pixels (default: the bundle's)")
+    br.add_argument("--frames", type=int, default=100, help="timed frames (default 100; the track loops)")
+    br.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    br.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    br.add_argument("--track", type=existing_file, help="parameter track (.npz)")
+    br.add_argument("--video", type=existing_file, help="the avatar's video, to extract its held-out frames")
+    br.add_argument("--test-frames", type=int, default=200, help="held-out frames of --video (default 200)")
+    br.add_argument("--quality-frames", type=int, default=3,
+                    help="frames also rendered by the reference renderer for PSNR (default 3, 0 skips)")
+    br.add_argument("--set", dest="setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="change one fast-path setting (repeatable), e.g. --set upsample_tolerance=0; names: "
+                    "t_min, colour_weight_min, guide_margin, probe_alpha, probe_factor, probe_radius, "
+                    "upsample_tolerance, upsample_levels (see nerfconf.avatar.fast.RenderSettings)")
+    br.add_argument("--json", action="store_true", help="print one JSON object")
+    br.set_defaults(func=render)

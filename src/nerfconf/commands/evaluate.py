@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=_positive, default=None,
                    help="use only the first N held-out frames (rendering costs about a second a frame per "
                    "stream on a CPU; default: all)")
-    p.add_argument("--test-frames", type=_positive, default=500, help="held-out frames at the end (default 500)")
+    p.add_argument("--test-frames", type=_positive, default=None,
+                   help="held-out frames at the end (default: the avatar's own split, 500 for the paper's)")
     p.add_argument("--out", type=Path, default=None, help="output and cache directory (default rd/<avatar name>)")
     p.add_argument("--codecs", type=_codecs, default=tuple(BASELINES),
                    help=f"comma-separated baselines (default {','.join(BASELINES)})")

@@ -99,7 +99,7 @@ def decode_rgb(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     frame_bytes = w * h * 3
     if len(raw) == 0 or len(raw) % frame_bytes:
         raise FFmpegError(f"{path}: decoded {len(raw)} bytes, not a whole number of {w}x{h} frames")
-    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    return np.frombuffer(bytearray(raw), np.uint8).reshape(-1, h, w, 3)  # writable, as torch wants
 
 
 def packet_sizes(path: str | Path) -> np.ndarray:

@@ -48,9 +48,10 @@ SENT = "arithmetic"
 
 @dataclass(frozen=True)
 class RDSettings:
-    #: frames of the held-out clip to use (its first N, contiguous); None: all of them
+    #: frames rendered and scored, spread over the held-out clip (all are encoded); None: all
     frames: int | None = None
-    test_frames: int = 500
+    #: held-out frames at the end of the video; None: the avatar's own split
+    test_frames: int | None = None
     fps: float = CALL_FPS
     codecs: tuple[str, ...] = ("x265", "vvc", "x264", "av1")
     #: requested rates, kbps; x265 climbs until it beats the avatar on every metric
@@ -92,6 +93,9 @@ class RDPoint:
 class RDResult:
     points: list[RDPoint]
     clip: ReferenceClip
+    #: indices into the clip of the frames every point was scored on
+    scored: np.ndarray
+    #: the lossless file of the scored reference frames
     reference_video: Path
     renderer: str
     settings: RDSettings
@@ -126,29 +130,35 @@ def _save_json(path: Path, obj: object) -> None:
 
 
 class _Scorer:
-    def __init__(self, clip: ReferenceClip, reference_video: Path, cache: Path, vmaf: bool) -> None:
-        self.clip, self.video, self.cache, self.vmaf = clip, reference_video, cache, vmaf
+    """Scores the picked frames of a point against the same frames of the reference (cached)."""
+
+    def __init__(self, clip: ReferenceClip, scored: np.ndarray, reference_video: Path, cache: Path,
+                 vmaf: bool) -> None:
+        self.clip, self.scored, self.video, self.cache, self.vmaf = clip, scored, reference_video, cache, vmaf
+        self.key = _key(clip.key, scored.tolist(), vmaf, _SCORES_VERSION)
 
     def __call__(self, key: str, frames_fn) -> dict[str, np.ndarray]:
-        path = self.cache / f"scores-{_key(key, self.clip.key, self.vmaf, _SCORES_VERSION)}.json"
+        path = self.cache / f"scores-{_key(key, self.key)}.json"
         cached = _load_scores(path)
         if cached is not None:
             return cached
         frames = frames_fn()
-        if len(frames) != len(self.clip.frames):
-            raise ValueError(f"{key}: {len(frames)} frames decoded, the reference has {len(self.clip.frames)}")
-        scores = score_clip(self.clip.frames, self.clip.masks, frames, self.video, self.clip.fps, vmaf=self.vmaf)
+        if len(frames) != len(self.scored):
+            raise ValueError(f"{key}: {len(frames)} frames to score, expected {len(self.scored)}")
+        scores = score_clip(self.clip.frames[self.scored], self.clip.masks[self.scored], frames, self.video,
+                            self.clip.fps, vmaf=self.vmaf)
         _save_json(path, {m: [float(x) for x in v] for m, v in scores.items()})
         return scores
 
 
-def _render_all(bundle: AvatarBundle, stream: OurStream, render, renderer: str, cache: Path, clip_key: str,
+def _render_all(stream: OurStream, rows: np.ndarray, render, renderer: str, cache: Path,
                 progress: bool) -> tuple[np.ndarray, Path]:
-    path = cache / f"render-{_key(clip_key, renderer, stream.params.tobytes().hex()[:4096], stream.params.shape)}.npz"
+    rows = np.ascontiguousarray(rows)
+    digest = hashlib.sha256(rows.tobytes()).hexdigest()
+    path = cache / f"render-{_key(renderer, digest, rows.shape)}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return z["frames"], path
-    rows = stream.params
     items = range(len(rows))
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
@@ -183,12 +193,16 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
     bundle = AvatarBundle.load(avatar)
     clip = reference_clip(avatar, video, test_frames=settings.test_frames, fps=settings.fps, cache_dir=cache,
                           bundle=bundle, progress=progress)
-    if settings.frames is not None:
-        clip = clip.head(settings.frames)
-    reference_video = cache / f"reference-{clip.key}.mkv"
-    if not reference_video.is_file():
-        write_lossless(clip.frames, reference_video, clip.fps)
-    score = _Scorer(clip, reference_video, cache, settings.vmaf)
+    source_video = cache / f"reference-{clip.key}.mkv"  # every frame: what the codecs encode
+    if not source_video.is_file():
+        write_lossless(clip.frames, source_video, clip.fps)
+    scored = clip.scored_frames(settings.frames)
+    reference_video = source_video
+    if len(scored) < len(clip.frames):
+        reference_video = cache / f"reference-{clip.key}-scored-{_key(scored.tolist())}.mkv"
+        if not reference_video.is_file():
+            write_lossless(clip.frames[scored], reference_video, clip.fps)
+    score = _Scorer(clip, scored, reference_video, cache, settings.vmaf)
     points: list[RDPoint] = []
 
     # -- ours ------------------------------------------------------------------------------
@@ -197,7 +211,7 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
     rendered: dict[str, tuple[np.ndarray, Path]] = {}
     for s in streams:
         if s.render_key not in rendered:
-            rendered[s.render_key] = _render_all(bundle, s, render, renderer, cache, clip.key, progress)
+            rendered[s.render_key] = _render_all(s, s.params[scored], render, renderer, cache, progress)
         frames, path = rendered[s.render_key]
         scores = score(f"ours/{renderer}/{path.name}", lambda f=frames: f)
         points.append(RDPoint("ours", s.name, s.kbps, None, s.rotation_only_kbps, scores, str(path)))
@@ -225,8 +239,8 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
             total = int(packet_sizes(stream).sum())
             kbps = total * 8 * clip.fps / len(clip.frames) / 1000
         else:
-            kbps = encode(b, reference_video, rate, stream, frames=len(clip.frames), fps=clip.fps).kbps
-        scores = score(f"{codec}/{stream.name}", lambda s=stream: decode_rgb(s, size))
+            kbps = encode(b, source_video, rate, stream, frames=len(clip.frames), fps=clip.fps).kbps
+        scores = score(f"{codec}/{stream.name}", lambda s=stream: decode_rgb(s, size)[scored])
         point = RDPoint(codec, f"{rate:g}k requested", kbps, rate, None, scores, str(stream))
         points.append(point)
         if codec == "x265" and settings.stop_x265_when_better and _beats(point, sent):
@@ -241,6 +255,7 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
         "video": Path(video).name,
         "resolution": clip.resolution,
         "frames": len(clip.frames),
+        "scored_frames": len(scored),
         "first_frame": int(clip.indices[0]),
         "last_frame": int(clip.indices[-1]),
         "fps": clip.fps,
@@ -250,7 +265,7 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
         "seconds": round(time.time() - started, 1),
         "settings": asdict(settings),
     }
-    return RDResult(points, clip, reference_video, renderer, settings, info)
+    return RDResult(points, clip, scored, reference_video, renderer, settings, info)
 
 
 def write_csv(result: RDResult, path: Path) -> None:
@@ -319,11 +334,13 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _frames_of(point: RDPoint, size: tuple[int, int]) -> np.ndarray:
+def _frames_of(point: RDPoint, result: RDResult) -> np.ndarray:
+    """The scored frames of a point: our render cache holds only those, a stream holds all."""
     if point.codec == "ours":
         with np.load(point.source, allow_pickle=False) as z:
             return z["frames"]
-    return decode_rgb(point.source, size)
+    size = (result.clip.resolution, result.clip.resolution)
+    return decode_rgb(point.source, size)[result.scored]
 
 
 def grid_columns(result: RDResult) -> list[RDPoint]:
@@ -341,14 +358,13 @@ def grid_columns(result: RDResult) -> list[RDPoint]:
     return cols
 
 
-def grid_rows(clip: ReferenceClip) -> list[tuple[int, str]]:
-    """Three frames: the first, the middle, and the one with the fastest head rotation."""
-    k = clip.params.shape[1] - 6
-    n = len(clip.frames)
-    speed = np.degrees(np.linalg.norm(np.diff(clip.params[:, k : k + 3], axis=0), axis=1)) * clip.fps
-    fast = int(np.argmax(speed)) + 1 if n > 1 else 0
-    rows = [(0, f"frame {clip.indices[0]}"), (n // 2, f"frame {clip.indices[n // 2]}")]
-    rows.append((fast, f"frame {clip.indices[fast]}\nfast motion\n{speed[fast - 1] if n > 1 else 0:.0f} deg/s"))
+def grid_rows(clip: ReferenceClip, scored: np.ndarray) -> list[tuple[int, str]]:
+    """Three scored frames (positions in ``scored``): the first, the middle, the fastest head rotation."""
+    speed = clip.rotation_speed()[scored]
+    n = len(scored)
+    fast = int(np.argmax(speed))
+    rows = [(0, f"frame {clip.indices[scored[0]]}"), (n // 2, f"frame {clip.indices[scored[n // 2]]}")]
+    rows.append((fast, f"frame {clip.indices[scored[fast]]}\nfast motion\n{speed[fast]:.0f} deg/s"))
     return rows
 
 
@@ -361,21 +377,20 @@ def write_report(result: RDResult, out: Path, *, grid: bool = True) -> dict[str,
              "summary_json": out / "rd_summary.json", "summary_md": out / "rd_summary.md"}
     write_csv(result, paths["csv"])
     _save_json(paths["frames_json"], {
-        "info": result.info, "frame_indices": result.clip.indices.tolist(),
+        "info": result.info, "frame_indices": result.clip.indices[result.scored].tolist(),
         "points": [{**p.row(), "per_frame": {m: [float(x) for x in v] for m, v in p.scores.items()}}
                    for p in result.points]})
     summary = summarize(result)
     paths["summary_json"].write_text(json.dumps(summary, indent=1))
     paths["summary_md"].write_text(summary_markdown(summary))
-    title = (f"{result.info['video']}, {result.info['frames']} held-out frames at {result.clip.fps:g} fps, "
-             f"{result.clip.resolution} px")
+    title = (f"{result.info['video']}: {len(result.clip.frames)} held-out frames at {result.clip.fps:g} fps "
+             f"({len(result.scored)} scored), {result.clip.resolution} px")
     for metric in HIGHER_IS_BETTER:
         paths[f"plot_{metric}"] = plot_rd(result.points, metric, out / f"rd_{metric}.png", title)
     if grid:
-        size = (result.clip.resolution, result.clip.resolution)
-        cols = [("reference (head on white)", result.clip.frames)]
+        cols = [("reference (head on white)", result.clip.frames[result.scored])]
         for p in grid_columns(result):
             name = f"ours ({p.label})" if p.codec == "ours" else p.codec
-            cols.append((f"{name}\n{p.kbps:.1f} kbps", _frames_of(p, size)))
-        paths["grid"] = plot_frame_grid(cols, grid_rows(result.clip), out / "frame_grid.png")
+            cols.append((f"{name}\n{p.kbps:.1f} kbps", _frames_of(p, result)))
+        paths["grid"] = plot_frame_grid(cols, grid_rows(result.clip, result.scored), out / "frame_grid.png")
     return paths

@@ -21,7 +21,7 @@ import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 
-__all__ = ["CALL_FPS", "ReferenceClip", "reference_clip"]
+__all__ = ["CALL_FPS", "ReferenceClip", "bundle_test_frames", "reference_clip"]
 
 #: the frame rate of the call, as in the paper's rates
 CALL_FPS = 20.0
@@ -51,13 +51,33 @@ class ReferenceClip:
     def seconds(self) -> float:
         return len(self.frames) / self.fps
 
-    def head(self, n: int) -> ReferenceClip:
-        """The first ``n`` frames (kept contiguous: the codecs predict across frames)."""
+    def rotation_speed(self) -> np.ndarray:
+        """(N,) head rotation speed arriving at each frame, degrees per second (0 for the first)."""
+        k = self.params.shape[1] - 6
+        step = np.linalg.norm(np.diff(self.params[:, k : k + 3], axis=0), axis=1)
+        return np.concatenate([[0.0], np.degrees(step) * self.fps])
+
+    def scored_frames(self, n: int | None) -> np.ndarray:
+        """Indices of ``n`` frames spread evenly over the clip, plus the fastest head motion.
+
+        Every frame is encoded (so a codec's rate is what the whole clip costs); only these are
+        rendered and scored, which is what makes the slow reference renderer affordable.
+        """
+        total = len(self.frames)
+        if n is None or n >= total:
+            return np.arange(total)
         if n < 1:
-            raise ValueError(f"need at least one frame, asked for {n}")
-        n = min(n, len(self.frames))
-        return ReferenceClip(self.frames[:n], self.masks[:n], self.params[:n], self.train_params,
-                             self.indices[:n], self.fps, f"{self.key}-{n}")
+            raise ValueError(f"need at least one scored frame, asked for {n}")
+        even = np.round(np.linspace(0, total - 1, n)).astype(int)
+        return np.union1d(even, [int(np.argmax(self.rotation_speed()))])
+
+
+def bundle_test_frames(bundle: AvatarBundle) -> int:
+    """How many frames at the end of its video the avatar was not trained on."""
+    for value in (bundle.metadata.get("training", {}).get("test_frames"), bundle.face_model.metadata.get("test_frames")):
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError("the bundle does not say how many frames were held out; pass the number explicitly")
 
 
 def _cache_key(bundle_dir: Path, video: Path, test_frames: int) -> str:
@@ -75,16 +95,22 @@ def reference_clip(
     avatar: str | Path,
     video: str | Path,
     *,
-    test_frames: int = 500,
+    test_frames: int | None = None,
     fps: float = CALL_FPS,
     cache_dir: str | Path | None = None,
     bundle: AvatarBundle | None = None,
     progress: bool = False,
 ) -> ReferenceClip:
-    """The held-out reference clip of ``video`` for the avatar in ``avatar`` (cached in ``cache_dir``)."""
+    """The held-out reference clip of ``video`` for the avatar in ``avatar`` (cached in ``cache_dir``).
+
+    ``test_frames`` defaults to the avatar's own split (see :func:`bundle_test_frames`).
+    """
     from nerfconf.evaluate.quality import held_out_frames  # noqa: PLC0415
 
     avatar, video = Path(avatar), Path(video)
+    if test_frames is None:
+        bundle = bundle or AvatarBundle.load(avatar)
+        test_frames = bundle_test_frames(bundle)
     key = _cache_key(avatar, video, test_frames)
     path = Path(cache_dir) / f"reference-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():

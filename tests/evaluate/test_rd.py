@@ -13,7 +13,7 @@ from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.codec.entropy import CoderId
 from nerfconf.evaluate.baselines import BASELINES, encode
 from nerfconf.evaluate.ffmpeg import decode_rgb, write_lossless
-from nerfconf.evaluate.ours import our_streams, transmit, translation_config
+from nerfconf.evaluate.ours import our_streams, translation_config, transmit
 from nerfconf.evaluate.rd import RDPoint, RDResult, RDSettings, grid_rows, summarize, write_report
 from nerfconf.evaluate.reference import ReferenceClip, bundle_test_frames
 from nerfconf.evaluate.scoring import METRICS, score_clip

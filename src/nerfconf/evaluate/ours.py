@@ -32,8 +32,8 @@ __all__ = [
     "Transmission",
     "avatar_renderer",
     "our_streams",
-    "transmit",
     "translation_config",
+    "transmit",
 ]
 
 #: the quantized forms, by the name used in results

@@ -132,7 +132,7 @@ def evaluate_quality(
         "avatar": str(avatar),
         "video": Path(video).name,
         "resolution": bundle.resolution,
-        "frames": int(len(rendered_arr)),
+        "frames": len(rendered_arr),
         "first_frame": int(held.indices[0]),
         "render_ms_median": float(np.median(ms)),
         "renderer": f"reference volume renderer, {samples} samples per ray, occupancy grid",

@@ -314,16 +314,16 @@ def summary_markdown(summary: dict) -> str:
     for name, o in ours.items():
         lines.append(f"| {name} | {o['kbps']:.2f} | {o['rotation_only_kbps']:.2f} |")
     codecs = list(summary["floors_kbps"])
-    lines += ["", f"Rate (kbps) at which each codec matches our {summary['sent']} stream "
-              f"({ours[summary['sent']]['kbps']:.2f} kbps); `<=` means its lowest reachable rate already does:",
+    lines += ["", (f"Rate (kbps) at which each codec matches our {summary['sent']} stream "
+              f"({ours[summary['sent']]['kbps']:.2f} kbps); `<=` means its lowest reachable rate already does:"),
               "", "| metric | ours | " + " | ".join(codecs) + " |", "| --- | --- |" + " --- |" * len(codecs)]
     for m, e in summary["metrics"].items():
         cells = [e["match_kbps"][c]["text"] for c in codecs]
         lines.append(f"| {m} | {e['ours']:.4g} | " + " | ".join(cells) + " |")
     others = [c for c in codecs if c != "x265"]
     if "x265" in codecs and others:
-        lines += ["", "BD-rate against x265 (%, negative = fewer bits for the same quality; "
-                  "blank where the curves do not overlap):", "",
+        lines += ["", ("BD-rate against x265 (%, negative = fewer bits for the same quality; "
+                  "blank where the curves do not overlap):"), "",
                   "| metric | " + " | ".join(others) + " |", "| --- |" + " --- |" * len(others)]
         for m, e in summary["metrics"].items():
             cells = ["" if e["bd_rate_vs_x265_percent"].get(c) is None else f"{e['bd_rate_vs_x265_percent'][c]:+.1f}"

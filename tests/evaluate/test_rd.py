@@ -142,3 +142,22 @@ def test_grid_rows_find_the_fast_motion(tiny_result, bundle):
     assert picked.tolist() == [0, 6, 7, 11]  # evenly spread, plus the fast motion
     assert np.array_equal(moving.scored_frames(None), np.arange(12))
     assert grid_rows(moving, picked)[-1][0] == int(np.flatnonzero(picked == 7)[0])
+
+
+def test_cli_rejects_bad_input_clearly(tmp_path, capsys):
+    from nerfconf.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "rd", "--help"])
+    assert exc.value.code == 0 and "--frames" in capsys.readouterr().out
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not a video")
+    for bad, why in ((["--codecs", "x265,mpeg2"], "mpeg2"), (["--x265-kbps", "10,-3"], "positive"),
+                     (["--frames", "0"], "at least 1")):
+        with pytest.raises(SystemExit) as exc:
+            main(["eval", "rd", "--avatar", str(tmp_path), "--video", str(video), *bad])
+        assert exc.value.code == 2
+        assert why in capsys.readouterr().err
+    # not an avatar bundle: one line, no traceback
+    assert main(["eval", "rd", "--avatar", str(tmp_path), "--video", str(video), "--out", str(tmp_path / "o")]) == 2
+    assert "not an avatar bundle" in capsys.readouterr().err

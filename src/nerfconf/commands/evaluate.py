@@ -122,9 +122,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codecs", type=_codecs, default=tuple(BASELINES),
                    help=f"comma-separated baselines (default {','.join(BASELINES)})")
     p.add_argument("--x265-kbps", type=_rates, default=DEFAULT_X265_KBPS,
-                   help="x265 ladder of requested kbps, climbed until x265 beats the avatar on every metric")
+                   help="x265 ladder of requested kbps, climbed until two points in a row beat the avatar on every metric")
     p.add_argument("--other-kbps", type=_rates, default=DEFAULT_OTHER_KBPS,
-                   help="requested kbps for the other codecs (default 1,10,20: their lowest rates)")
+                   help="requested kbps for the other codecs (default 1,5,10,20: their lowest rates)")
     p.add_argument("--full-ladder", action="store_true", help="encode the whole x265 ladder, not stopping early")
     p.add_argument("--samples", type=_positive, default=48, help="samples per ray of the reference renderer")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the other metrics are still computed)")

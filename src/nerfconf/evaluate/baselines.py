@@ -16,10 +16,11 @@ from nerfconf.evaluate.ffmpeg import FFmpegError, encoders, packet_sizes, run_ff
 
 __all__ = ["BASELINES", "DEFAULT_OTHER_KBPS", "DEFAULT_X265_KBPS", "Baseline", "EncodeResult", "encode"]
 
-#: requested rates (kbps): x265 from below its floor up past where it beats the avatar
-DEFAULT_X265_KBPS = (1.0, 12.0, 16.0, 20.0, 25.0, 32.0, 40.0, 50.0, 64.0, 80.0, 100.0, 128.0)
+#: requested rates (kbps): x265 from below its floor (1k gives the floor) up past where it beats
+#: the avatar, densest where the curves cross at a few kbps
+DEFAULT_X265_KBPS = (1.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 25.0, 32.0, 40.0, 50.0, 64.0, 80.0, 100.0, 128.0)
 #: the other codecs at their lowest rates
-DEFAULT_OTHER_KBPS = (1.0, 10.0, 20.0)
+DEFAULT_OTHER_KBPS = (1.0, 5.0, 10.0, 20.0)
 
 
 @dataclass(frozen=True)

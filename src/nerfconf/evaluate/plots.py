@@ -33,9 +33,17 @@ def _pyplot():
     return plt
 
 
+def _minor_label(v: float, _pos: int) -> str:
+    """Labels 2, 3 and 5 of each decade; the other minor ticks stay unlabelled."""
+    lead = f"{v:.0e}"[0]
+    return f"{v:g}" if lead in "235" else ""
+
+
 def plot_rd(points: list, metric: str, path: Path, title: str = "") -> Path:
     """``points``: :class:`nerfconf.evaluate.rd.RDPoint`; ``metric``: psnr, ssim, lpips or vmaf."""
     plt = _pyplot()
+    from matplotlib import ticker  # noqa: PLC0415
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for ax, suffix, where in zip(axes, ("", "_head"), ("full frame", "inside the head mask")):
         m = metric + suffix
@@ -51,6 +59,8 @@ def plot_rd(points: list, metric: str, path: Path, title: str = "") -> Path:
                 ax.plot([p.kbps], [p.mean(m)], marker="*", ms=16, color=colour, ls="none", label=label,
                         markeredgecolor="black", markeredgewidth=0.6)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 10, not 10^1
+        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_minor_label))
         ax.set_xlabel("measured bitrate (kbps, log scale)")
         ax.set_ylabel(_NAMES[metric])
         ax.set_title(where)

@@ -7,8 +7,8 @@ Protocol (the paper's Figure 4, made explicit):
    (:mod:`nerfconf.evaluate.reference`). It is written once, losslessly, as the input of
    every codec.
 2. Each baseline codec encodes it at a ladder of requested rates; the rate reported is the
-   one measured from its stream. The x265 ladder stops once x265 beats the avatar on every
-   metric (``stop_x265_when_better``).
+   one measured from its stream. The x265 ladder stops once x265 clearly beats the avatar:
+   two ladder points in a row better on every metric (``stop_x265_when_better``).
 3. The avatar is driven with the parameters the sender transmits, in three forms
    (:mod:`nerfconf.evaluate.ours`), and rendered.
 4. Every frame of every point is scored (:mod:`nerfconf.evaluate.scoring`).
@@ -225,11 +225,11 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
         from tqdm import tqdm  # noqa: PLC0415
 
         bar = tqdm(total=len(jobs), unit="encode", desc="codec baselines")
-    x265_done = False
+    x265_better_in_a_row = 0
     for codec, rate in jobs:
         if bar is not None:
             bar.set_postfix_str(f"{codec} {rate:g}k")
-        if codec == "x265" and x265_done:
+        if codec == "x265" and x265_better_in_a_row >= 2:
             if bar is not None:
                 bar.update()
             continue
@@ -243,8 +243,8 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
         scores = score(f"{codec}/{stream.name}", lambda s=stream: decode_rgb(s, size)[scored])
         point = RDPoint(codec, f"{rate:g}k requested", kbps, rate, None, scores, str(stream))
         points.append(point)
-        if codec == "x265" and settings.stop_x265_when_better and _beats(point, sent):
-            x265_done = True
+        if codec == "x265" and settings.stop_x265_when_better:
+            x265_better_in_a_row = x265_better_in_a_row + 1 if _beats(point, sent) else 0
         if bar is not None:
             bar.update()
     if bar is not None:

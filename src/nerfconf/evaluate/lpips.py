@@ -208,20 +208,33 @@ class LPIPS:
                 taps.append(x)
         return taps
 
-    def distance_tensor(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        """LPIPS between float tensors (N, 3, H, W) in [-1, 1]: a tensor (N,)."""
+    def distance_tensor(self, x0: torch.Tensor, x1: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """LPIPS between float tensors (N, 3, H, W) in [-1, 1]: a tensor (N,).
+
+        With ``mask`` (N, H, W) of weights in [0, 1], each layer's distance map is first
+        upsampled to the image size (bilinear, as the reference implementation's
+        ``spatial=True`` does) and averaged with those weights instead of uniformly.
+        """
         n = x0.shape[0]
         f = self.features(torch.cat([x0, x1]))  # one pass over both halves
         total = x0.new_zeros(n)
+        if mask is not None:
+            weight = mask.unsqueeze(1)
+            norm = weight.sum(dim=(1, 2, 3))
         for feat, lin in zip(f, self._lins):
             feat = feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-            d = (feat[:n] - feat[n:]).pow(2)
-            total = total + (d * lin).sum(dim=1).mean(dim=(1, 2))
+            d = ((feat[:n] - feat[n:]).pow(2) * lin).sum(dim=1, keepdim=True)
+            if mask is None:
+                total = total + d.mean(dim=(1, 2, 3))
+            else:
+                up = F.interpolate(d, size=x0.shape[-2:], mode="bilinear", align_corners=False)
+                total = total + (up * weight).sum(dim=(1, 2, 3)) / norm
         return total
 
     # -- numpy API -----------------------------------------------------------------------------
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def __call__(self, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Distances of uint8 RGB images; ``mask`` (H, W) or (N, H, W) weights score inside it only."""
         a, b = np.asarray(a), np.asarray(b)
         single = a.ndim == 3
         if a.shape != b.shape:
@@ -235,12 +248,24 @@ class LPIPS:
                              f"got {a.shape[-3:-1]}")
         if single:
             a, b = a[None], b[None]
+        weights = None
+        if mask is not None:
+            weights = np.asarray(mask, np.float32)
+            if weights.ndim == 2:
+                weights = weights[None]
+            if weights.shape != a.shape[:3]:
+                raise ValueError(f"mask must be {a.shape[1:3]} or {a.shape[:3]}, got {np.shape(mask)}")
+            if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.max() > 1:
+                raise ValueError("mask values must lie in [0, 1]")
         out = np.empty(len(a), np.float32)
         with torch.no_grad():
             for s in range(0, len(a), self.batch_size):
                 x0 = _to_tensor(a[s : s + self.batch_size])
                 x1 = _to_tensor(b[s : s + self.batch_size])
-                out[s : s + len(x0)] = self.distance_tensor(x0, x1).numpy()
+                m = None if weights is None else torch.from_numpy(weights[s : s + self.batch_size])
+                out[s : s + len(x0)] = self.distance_tensor(x0, x1, m).numpy()
+        if weights is not None:
+            out[weights.reshape(len(weights), -1).sum(axis=1) == 0] = np.nan
         return out.reshape(()) if single else out
 
 
@@ -254,11 +279,11 @@ _instances: dict[str, LPIPS] = {}
 _lock = threading.Lock()
 
 
-def lpips_distance(a: np.ndarray, b: np.ndarray, net: str = "alex") -> np.ndarray:
+def lpips_distance(a: np.ndarray, b: np.ndarray, net: str = "alex", mask: np.ndarray | None = None) -> np.ndarray:
     """LPIPS between uint8 RGB images with a lazily built, shared model (see ``LPIPS.__call__``)."""
     net = _canonical(net)
     with _lock:
         model = _instances.get(net)
         if model is None:
             model = _instances[net] = LPIPS(net)
-    return model(a, b)
+    return model(a, b, mask)

@@ -32,6 +32,10 @@ class HeldOut:
     expressions: np.ndarray  # (N, K)
     cameras: list[Camera]
     indices: np.ndarray
+    #: (N, K + 6) the sender's smoothed parameters (expression unclipped, angles, translation)
+    params: np.ndarray
+    #: (M, K + 6) the same for the training frames with a face; empty unless asked for
+    train_params: np.ndarray
 
 
 def bundle_crop(bundle: AvatarBundle) -> CropBox | None:
@@ -39,36 +43,59 @@ def bundle_crop(bundle: AvatarBundle) -> CropBox | None:
     return CropBox(**json.loads(raw)) if raw else None
 
 
-def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False) -> HeldOut:
+def camera_for(bundle: AvatarBundle, rotation_angles: np.ndarray, translation: np.ndarray) -> Camera:
+    """The avatar's camera for one transmitted head pose (head pose -> camera pose in head space)."""
+    rot = angles_to_rotation(np.asarray(rotation_angles, np.float64))
+    t = np.asarray(translation, np.float64)
+    return Camera(rot.T, -rot.T @ t, bundle.focal, bundle.resolution)
+
+
+def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False,
+                    *, with_training: bool = False) -> HeldOut:
+    """Head-on-white references, mattes and transmitted parameters of the last ``test_frames``.
+
+    With ``with_training`` the tracker also runs over the training frames before them (as a
+    sender would, the smoothing filter running on), and their parameters are returned too.
+    """
     info = probe(video)
     start = max(0, info.frames - test_frames)
     model, r = bundle.face_model, bundle.resolution
     k = model.n_expression
     smooth = OneEuroFilter(model.param_std)
-    frames = read_frames(video, start=start, size=r, crop=bundle_crop(bundle))
+    first = 0 if with_training else start
+    frames = read_frames(video, start=first, size=r, crop=bundle_crop(bundle))
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
-        frames = tqdm(frames, total=info.frames - start, unit="frame", desc="held-out frames")
-    refs, masks, exprs, cams, idx = [], [], [], [], []
+        frames = tqdm(frames, total=info.frames - first, unit="frame", desc="tracking and masking")
+    refs, masks, params, train, idx = [], [], [], [], []
     with FaceMeshDetector(stream=True) as detector, HeadSegmenter() as segmenter:
         for frame in frames:
             lm = detector.detect(frame.image)
             if lm is None:
                 smooth.reset()
                 continue
-            alpha = segmenter.mask(frame.image, lm)
             p = smooth(model.params(lm), frame.t_capture)
-            rot = angles_to_rotation(p[k : k + 3])
-            t = p[k + 3 : k + 6]
+            if frame.index < start:
+                train.append(p)
+                continue
+            alpha = segmenter.mask(frame.image, lm)
             refs.append(compose_on_white(frame.image, alpha))
             masks.append(alpha)
-            exprs.append(np.clip(p[:k], model.bounds_lo[:k], model.bounds_hi[:k]))
-            cams.append(Camera(rot.T, -rot.T @ t, bundle.focal, r))
+            params.append(p)
             idx.append(frame.index)
     if not refs:
         raise ValueError(f"{video}: no face in its last {test_frames} frames")
-    return HeldOut(np.stack(refs), np.stack(masks).astype(np.float32), np.stack(exprs), cams, np.array(idx))
+    p_arr = np.stack(params)
+    return HeldOut(
+        references=np.stack(refs),
+        masks=np.stack(masks).astype(np.float32),
+        expressions=np.clip(p_arr[:, :k], model.bounds_lo[:k], model.bounds_hi[:k]),
+        cameras=[camera_for(bundle, p[k : k + 3], p[k + 3 : k + 6]) for p in p_arr],
+        indices=np.array(idx),
+        params=p_arr,
+        train_params=np.stack(train) if train else np.zeros((0, p_arr.shape[1])),
+    )
 
 
 def evaluate_quality(
@@ -105,7 +132,7 @@ def evaluate_quality(
         "avatar": str(avatar),
         "video": Path(video).name,
         "resolution": bundle.resolution,
-        "frames": int(len(rendered_arr)),
+        "frames": len(rendered_arr),
         "first_frame": int(held.indices[0]),
         "render_ms_median": float(np.median(ms)),
         "renderer": f"reference volume renderer, {samples} samples per ray, occupancy grid",

@@ -113,6 +113,8 @@ def render_rays(
             s, c = field(flat[idx], dirs[idx], expression)
         else:
             s, c = field.forward_at(flat[idx], dirs[idx], table)
+        # under autocast the MLPs answer in bfloat16; compositing stays float32
+        s, c = s.float(), c.float()
         sigma = sigma.index_put((idx,), s)
         rgb = rgb.index_put((idx,), c)
     out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
@@ -165,7 +167,7 @@ class OccupancyGrid(FixedOccupancy):
     def update(self, expression: torch.Tensor, chunk: int = 1 << 16) -> None:
         pts = self.cell_centres(jitter=True)
         table = self.field.encoding.blended_table(expression)
-        sigma = torch.cat([self.field.density_at(p, table)[0] for p in pts.split(chunk)])
+        sigma = torch.cat([self.field.density_at(p, table)[0].float() for p in pts.split(chunk)])
         sigma = sigma.view((self.resolution,) * 3)
         self.density = sigma if self.density is None else torch.maximum(self.density * self.decay, sigma)
 

@@ -127,7 +127,7 @@ class Trainer:
     def sample_pixels(self, i: int) -> np.ndarray:
         """(M, 2) pixel (x, y) for a batch on frame ``i``, part of them inside its head box."""
         n = self.config.rays_per_batch
-        n_head = int(round(self.config.head_ray_fraction * n))
+        n_head = round(self.config.head_ray_fraction * n)
         x0, y0, x1, y1 = self.head_boxes[i]
         head = np.stack([self.rng.integers(x0, x1, n_head), self.rng.integers(y0, y1, n_head)], axis=1)
         anywhere = self.rng.integers(0, self.data.resolution, size=(n - n_head, 2))

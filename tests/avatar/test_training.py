@@ -10,7 +10,7 @@ from nerfconf.avatar.bundle import AvatarBundle, BundleError
 from nerfconf.avatar.dataset import prepare
 from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
 from nerfconf.avatar.renderer import Camera, OccupancyGrid, composite, ray_box, render_rays
-from nerfconf.avatar.trainer import TrainConfig, Trainer, camera_of
+from nerfconf.avatar.trainer import LR_GAMMA, TrainConfig, Trainer, camera_of, head_boxes
 from nerfconf.codec.config import CodecConfig
 from nerfconf.types import ParamLayout
 
@@ -71,6 +71,48 @@ def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path):
     for a, b in zip(trainer.field.parameters(), again.field.parameters()):
         assert torch.equal(a, b)
     assert again.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.optimizer.param_groups[0]["lr"])
+
+
+def _trainer(clip, tmp_path, **kw):
+    model, data = clip
+    k = model.n_expression
+    cfg = TrainConfig(**{"rays_per_batch": 256, "samples_per_ray": 16, **kw})
+    return Trainer(data, FieldConfig(n_expression=k, **TINY), cfg, (model.bounds_lo[:k], model.bounds_hi[:k]),
+                   tmp_path / "work")
+
+
+def test_a_time_budget_drives_the_schedule_and_stops_the_run(clip, tmp_path):
+    trainer = _trainer(clip, tmp_path, iterations=1000, max_minutes=10.0)
+    assert trainer.learning_rate() == pytest.approx(1e-3)
+    trainer.state.iteration = 100
+    trainer.state.seconds = 0.8 * 600  # time is further along than iterations: 2 milestones passed
+    assert trainer.progress() == pytest.approx(0.8)
+    assert trainer.learning_rate() == pytest.approx(1e-3 * LR_GAMMA**2)
+    trainer.state.seconds = 0.0
+    trainer.state.iteration = 950
+    assert trainer.learning_rate() == pytest.approx(1e-3 * LR_GAMMA**3)
+    quick = _trainer(clip, tmp_path / "q", iterations=10**6, max_minutes=0.01, checkpoint_every=10**9)
+    state = quick.train(progress=False)
+    assert quick.progress() == 1.0 and 0 < state.iteration < 10**6 and state.seconds >= 0.6
+
+
+def test_head_rays_fall_in_the_head_box_and_expression_noise_stays_in_bounds(clip, tmp_path):
+    model, data = clip
+    alphas = np.zeros((3, 40, 40), np.uint8)
+    alphas[0, 10:20, 5:12] = 255
+    alphas[2, 0:3, 30:40] = 9
+    boxes = head_boxes(alphas, margin=2)
+    assert boxes.tolist() == [[3, 8, 14, 22], [0, 0, 40, 40], [28, 0, 40, 5]]  # an empty mask: whole frame
+    trainer = _trainer(clip, tmp_path, head_ray_fraction=1.0, expression_noise=1.0)
+    i = int(trainer.train_frames[0])
+    x0, y0, x1, y1 = trainer.head_boxes[i]
+    px = trainer.sample_pixels(i)
+    assert px.shape == (256, 2) and (x1 - x0) * (y1 - y0) < data.resolution**2
+    assert (px[:, 0] >= x0).all() and (px[:, 0] < x1).all() and (px[:, 1] >= y0).all() and (px[:, 1] < y1).all()
+    e = trainer.training_expression(i).numpy()
+    k = model.n_expression
+    assert not np.allclose(e, np.clip(data.expressions[i], model.bounds_lo[:k], model.bounds_hi[:k]))
+    assert (e >= model.bounds_lo[:k] - 1e-6).all() and (e <= model.bounds_hi[:k] + 1e-6).all()
 
 
 def _bundle(clip, field=None):

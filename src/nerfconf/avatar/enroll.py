@@ -31,6 +31,10 @@ class EnrollConfig:
     iterations: int = 20000
     max_minutes: float | None = None
     crop: bool = True
+    #: torch device for training; the bundle is the same whichever trained it
+    device: str = "cpu"
+    #: MLPs in bfloat16 during training (None: where the hardware has it natively)
+    bf16_mlp: bool | None = None
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -39,8 +43,8 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     work.mkdir(parents=True, exist_ok=True)
     settings = work / "settings.json"
     wanted = {"video": str(Path(video).resolve()), **asdict(config)}
-    wanted.pop("iterations")
-    wanted.pop("max_minutes")
+    for key in ("iterations", "max_minutes", "device", "bf16_mlp"):  # these may change on resuming
+        wanted.pop(key)
     if settings.is_file() and json.loads(settings.read_text()) != wanted:
         raise ValueError(f"{work} holds an enrollment with other settings; remove it to start over")
     settings.write_text(json.dumps(wanted))
@@ -58,7 +62,8 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     k = model.n_expression
     bounds = (model.bounds_lo[:k].astype(np.float32), model.bounds_hi[:k].astype(np.float32))
     field_config = FieldConfig(n_expression=k, log2_table=config.log2_table)
-    train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes)
+    train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
+                               bf16_mlp=config.bf16_mlp)
     trainer = Trainer(data, field_config, train_config, bounds, work)
     trainer.load_checkpoint()
     started = time.time()
@@ -72,8 +77,8 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     )
     codec = CodecConfig.fit(layout, rows)
     bundle = AvatarBundle(
-        field=trainer.field.eval(),
-        occupancy=trainer.occupancy.mask,
+        field=trainer.field.cpu().eval(),
+        occupancy=trainer.occupancy.mask.cpu(),
         face_model=model,
         codec=codec,
         resolution=data.resolution,

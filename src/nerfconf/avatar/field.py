@@ -100,13 +100,27 @@ class BlendshapeField(nn.Module):
 
     def density(self, points: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density (N,) and geometry feature (N, G) at head-frame points (N, 3)."""
-        h = self.density_net(self.encoding(self.normalize(points), expression))
+        return self.density_at(points, self.encoding.blended_table(expression))
+
+    def density_at(self, points: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``density`` with the frame's tables already blended (``encoding.blended_table``)."""
+        h = self.density_net(self.encoding.encode(self.normalize(points), table))
         # Shifted softplus starts the field nearly empty, which keeps early gradients tame.
         return nn.functional.softplus(h[:, 0] - 1.0), h[:, 1:]
 
     def forward(
         self, points: torch.Tensor, directions: torch.Tensor, expression: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        sigma, geo = self.density(points, expression)
+        return self.forward_at(points, directions, self.encoding.blended_table(expression))
+
+    def forward_at(
+        self, points: torch.Tensor, directions: torch.Tensor, table: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density (N,) and colour (N, 3) from an already blended table (L, T, F).
+
+        Training blends once per iteration and back-propagates to that table only
+        (``table_adam``); a renderer blends once per frame.
+        """
+        sigma, geo = self.density_at(points, table)
         rgb = torch.sigmoid(self.color_net(torch.cat([spherical_harmonics(directions), geo], dim=-1)))
         return sigma, rgb

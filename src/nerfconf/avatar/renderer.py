@@ -81,15 +81,22 @@ def render_rays(
     samples: int = 48,
     perturb: bool = False,
     occupancy: FixedOccupancy | None = None,
+    table: torch.Tensor | None = None,
 ) -> RenderOutput:
-    """Stratified samples between the rays' entry into and exit from the head box."""
+    """Stratified samples between the rays' entry into and exit from the head box.
+
+    ``table``: the frame's already blended table (``field.encoding.blended_table``),
+    used instead of blending ``expression`` again.
+    """
     lo = field.box_centre - field.box_half
     hi = field.box_centre + field.box_half
     near, far = ray_box(origins, directions, lo, hi)
     hit = far > near
     far = torch.where(hit, far, near)
     m = origins.shape[0]
-    steps = (torch.arange(samples, dtype=torch.float32) + (torch.rand(m, samples) if perturb else 0.5)) / samples
+    dev = origins.device
+    jitter = torch.rand(m, samples, device=dev) if perturb else 0.5
+    steps = (torch.arange(samples, dtype=torch.float32, device=dev) + jitter) / samples
     step = (far - near) / samples
     t = near[:, None] + (far - near)[:, None] * steps
     points = origins[:, None, :] + t[..., None] * directions[:, None, :]
@@ -97,12 +104,17 @@ def render_rays(
     keep = hit[:, None].expand(m, samples).reshape(-1)
     if occupancy is not None:
         keep = keep & occupancy.occupied(flat)
-    sigma = torch.zeros(m * samples)
-    rgb = torch.ones(m * samples, 3)
+    sigma = torch.zeros(m * samples, device=dev)
+    rgb = torch.ones(m * samples, 3, device=dev)
     idx = torch.nonzero(keep).squeeze(1)
     if idx.numel():
         dirs = directions[:, None, :].expand(m, samples, 3).reshape(-1, 3)
-        s, c = field(flat[idx], dirs[idx], expression)
+        if table is None:
+            s, c = field(flat[idx], dirs[idx], expression)
+        else:
+            s, c = field.forward_at(flat[idx], dirs[idx], table)
+        # under autocast the MLPs answer in bfloat16; compositing stays float32
+        s, c = s.float(), c.float()
         sigma = sigma.index_put((idx,), s)
         rgb = rgb.index_put((idx,), c)
     out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
@@ -137,12 +149,15 @@ class OccupancyGrid(FixedOccupancy):
         self.decay = decay
         #: None until the first measurement: until then everything counts as occupied
         self.density: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None
+        self._mask_of: torch.Tensor | None = None
         self.threshold = 0.01
         self.step = float((2 * field.box_half).max()) / 48
 
     def cell_centres(self, jitter: bool) -> torch.Tensor:
         r = self.resolution
-        idx = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), dim=-1).reshape(-1, 3).float()
+        ar = torch.arange(r, device=self.field.box_centre.device)
+        idx = torch.stack(torch.meshgrid(ar, ar, ar, indexing="ij"), dim=-1).reshape(-1, 3).float()
         offset = torch.rand_like(idx) if jitter else torch.full_like(idx, 0.5)
         unit = (idx + offset) / r
         lo = self.field.box_centre - self.field.box_half
@@ -151,16 +166,21 @@ class OccupancyGrid(FixedOccupancy):
     @torch.no_grad()
     def update(self, expression: torch.Tensor, chunk: int = 1 << 16) -> None:
         pts = self.cell_centres(jitter=True)
-        sigma = torch.cat([self.field.density(p, expression)[0] for p in pts.split(chunk)])
+        table = self.field.encoding.blended_table(expression)
+        sigma = torch.cat([self.field.density_at(p, table)[0].float() for p in pts.split(chunk)])
         sigma = sigma.view((self.resolution,) * 3)
         self.density = sigma if self.density is None else torch.maximum(self.density * self.decay, sigma)
 
     @property
     def mask(self) -> torch.Tensor:
         if self.density is None:
-            return torch.ones((self.resolution,) * 3, dtype=torch.bool)
-        # a cell matters when one sample there would be at least 1 % opaque
-        return 1.0 - torch.exp(-self.density * self.step) > self.threshold
+            return torch.ones((self.resolution,) * 3, dtype=torch.bool, device=self.field.box_centre.device)
+        # kept between updates: every training step reads it
+        if self._mask is None or self._mask_of is not self.density:
+            # a cell matters when one sample there would be at least 1 % opaque
+            self._mask = 1.0 - torch.exp(-self.density * self.step) > self.threshold
+            self._mask_of = self.density
+        return self._mask
 
     def fraction(self) -> float:
         return float(self.mask.float().mean())

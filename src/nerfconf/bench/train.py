@@ -10,41 +10,49 @@ import numba
 import torch
 
 from nerfconf.avatar.dataset import prepare
+from nerfconf.avatar.enroll import EnrollConfig
 from nerfconf.avatar.field import FieldConfig
 from nerfconf.avatar.trainer import TrainConfig, Trainer
 
 
 def bench_train(video: Path, *, resolution: int = 256, iterations: int = 200, warmup: int = 300,
-                frames: int = 200, repeats: int = 3, workdir: Path | None = None) -> dict:
+                frames: int = 200, repeats: int = 3, workdir: Path | None = None, device: str = "cpu",
+                bf16_mlp: bool | None = None) -> dict:
     """Iterations and field samples per second, after the occupancy grid has pruned empty space.
 
-    The warm-up runs past the occupancy warm-up, so the figures are those of
-    the bulk of a real run, not of its first seconds.
+    The model is the one ``nerfconf enroll`` trains. The warm-up runs past the
+    occupancy warm-up, so the figures are those of the bulk of a real run, not of
+    its first seconds. Besides wall-clock rates it reports CPU seconds per
+    iteration, which a machine shared with other work disturbs less.
     """
     model, data, _ = prepare(video, resolution=resolution, test_frames=20, max_frames=frames)
     k = model.n_expression
-    cfg = TrainConfig(iterations=10**9, checkpoint_every=10**9)
-    trainer = Trainer(data, FieldConfig(n_expression=k), cfg, (model.bounds_lo[:k], model.bounds_hi[:k]),
+    field = FieldConfig(n_expression=k, log2_table=EnrollConfig().log2_table)
+    cfg = TrainConfig(iterations=10**9, checkpoint_every=10**9, device=device, bf16_mlp=bf16_mlp)
+    trainer = Trainer(data, field, cfg, (model.bounds_lo[:k], model.bounds_hi[:k]),
                       workdir or Path("/tmp/nerfconf-bench-train"))
     for _ in range(warmup):
         trainer.step()
     runs = []
     for _ in range(repeats):
         samples = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(iterations):
             samples += trainer.step()["samples"]
-        seconds = time.perf_counter() - t0
-        runs.append((iterations / seconds, samples / seconds))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        runs.append((iterations / seconds, samples / seconds, cpu / iterations))
     return {
         "video": video.name,
         "resolution": resolution,
         "rays_per_batch": cfg.rays_per_batch,
         "samples_per_ray": cfg.samples_per_ray,
-        "field": FieldConfig(n_expression=k).to_dict(),
+        "field": field.to_dict(),
+        "device": device,
+        "bf16_mlp": trainer.bf16,
         "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
         "iterations_per_second": statistics.median(r[0] for r in runs),
         "samples_per_second": statistics.median(r[1] for r in runs),
+        "cpu_ms_per_iteration": 1e3 * statistics.median(r[2] for r in runs),
         "occupied_fraction": trainer.occupancy.fraction(),
         "repeats": repeats,
         "iterations_per_repeat": iterations,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_file
+from nerfconf.commands.common import (
+    MLP_PRECISIONS,
+    UserError,
+    add_training_options,
+    apply_training_options,
+    existing_file,
+)
 
 
 def enroll(args: argparse.Namespace) -> int:
@@ -13,16 +19,10 @@ def enroll(args: argparse.Namespace) -> int:
     from nerfconf.avatar.enroll import EnrollConfig, enroll  # noqa: PLC0415
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
 
-    if args.device != "cpu":
-        raise UserError(f"--device {args.device}: only the CPU training path exists so far")
-    import numba  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(args.threads)
-    config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k, log2_table=args.table_bits,
-                          iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop)
+    apply_training_options(args)
+    config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
+                          log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
+                          device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision])
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table-bits", type=int, default=13,
                    help="log2 of hash-table rows per level (default 13; 11 makes a ~4x smaller avatar)")
     p.add_argument("--iters", type=int, default=20000, help="training iterations (default 20000)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
-    p.add_argument("--device", default="cpu", help="training device (only cpu so far)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="training-time budget in minutes (over resumed runs together); the learning-rate schedule "
+                   "follows whichever of --iters and this budget runs out first")
+    add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

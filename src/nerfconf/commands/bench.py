@@ -6,7 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_dir, existing_file, load_track, sent_layout
+from nerfconf.commands.common import (
+    MLP_PRECISIONS,
+    UserError,
+    add_training_options,
+    apply_training_options,
+    existing_dir,
+    existing_file,
+    load_track,
+    sent_layout,
+)
 
 def codec(args: argparse.Namespace) -> int:
     from nerfconf.bench.codec import bench_codec
@@ -86,7 +95,10 @@ def train(args: argparse.Namespace) -> int:
     video = args.data / "cnn2_25fps.mp4"
     if not video.is_file():
         raise UserError(f"{video} not found: point --data at the shared data directory")
-    result = bench_train(video, resolution=args.resolution, iterations=args.iterations, repeats=args.repeats)
+    apply_training_options(args)
+    result = bench_train(video, resolution=args.resolution, iterations=args.iterations, repeats=args.repeats,
+                         device=args.device,
+                         bf16_mlp=MLP_PRECISIONS[args.mlp_precision])
     print(json.dumps(result, indent=2))
     return 0
 
@@ -245,6 +257,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--resolution", type=int, default=256)
     bt.add_argument("--iterations", type=int, default=200, help="iterations per timed run (default 200)")
     bt.add_argument("--repeats", type=int, default=3)
+    add_training_options(bt)
     bt.add_argument("--json", action="store_true", help="(the output is always JSON)")
     bt.set_defaults(func=train)
     bch = bench_sub.add_parser(

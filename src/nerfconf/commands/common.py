@@ -52,3 +52,40 @@ def sent_layout(track, translation: bool):
     if translation and not track.layout.translation:
         raise UserError("this track has no translation to send")
     return track.with_layout(ParamLayout(track.layout.n_expression, translation))
+
+
+#: ``--mlp-precision`` choices and what they mean for ``TrainConfig.bf16_mlp``
+MLP_PRECISIONS = {"auto": None, "bf16": True, "float32": False}
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--mlp-precision`` and ``--threads``, shared by enroll and bench train."""
+    parser.add_argument("--device", default="cpu",
+                        help="training device: cpu (numba hash-grid kernels) or cuda (torch gathers); default cpu")
+    parser.add_argument("--mlp-precision", choices=tuple(MLP_PRECISIONS), default="auto",
+                        help="precision of the MLPs during training; auto: bfloat16 where the hardware computes "
+                        "it natively (AVX512-BF16/AMX CPUs, recent GPUs), else float32 (default auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and numba (default: all); on a machine shared with other busy "
+                        "processes 1 thread can be faster than 2, since threads wait for each other at every "
+                        "parallel step")
+
+
+def apply_training_options(args: argparse.Namespace) -> None:
+    """Checks ``--device`` and applies ``--threads``; raises UserError for an unusable device."""
+    import numba  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise UserError(f"--device {args.device}: not a torch device ({exc})") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {args.device}: training runs on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available here")
+    if args.threads:
+        if args.threads < 1:
+            raise UserError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))

@@ -122,15 +122,14 @@ class AvatarBundle:
 def rest_translation(bundle: AvatarBundle) -> np.ndarray:
     """Where the head sits (metres, camera space) when the sender sends no translation.
 
-    Enrollment stores the median over its training frames. Older bundles get
-    the distance at which the head box just fills the frame, which is how the
-    enrollment crop is sized.
+    Enrollment stores the median over its training frames; older bundles get
+    the middle of the face model's translation bounds.
     """
     stored = bundle.metadata.get("rest_translation")
     if isinstance(stored, list) and len(stored) == 3 and all(isinstance(v, (int, float)) for v in stored):
         return np.asarray(stored, np.float64)
-    height = 2.0 * float(bundle.field.config.box_half[1])
-    return np.array([0.0, 0.0, bundle.focal * height / bundle.resolution])
+    model, k = bundle.face_model, bundle.face_model.n_expression
+    return 0.5 * (model.bounds_lo[k + 3 : k + 6] + model.bounds_hi[k + 3 : k + 6]).astype(np.float64)
 
 
 def bundle_size_bytes(directory: str | Path) -> int:

@@ -35,7 +35,7 @@ import torch
 
 from nerfconf.avatar import hashgrid_kernels as HK
 from nerfconf.avatar import render_kernels as RK
-from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.bundle import AvatarBundle, rest_translation
 from nerfconf.avatar.mlp_kernels import InferenceMlp
 from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.avatar.view import View, camera_in_head, head_pose
@@ -140,7 +140,7 @@ class Renderer:
         self._expr_lo = model.bounds_lo[:k].astype(np.float32)
         self._expr_hi = model.bounds_hi[:k].astype(np.float32)
         # Without transmitted translation the head sits where it sat on average in enrollment.
-        self.default_translation = 0.5 * (model.bounds_lo[k + 3 : k + 6] + model.bounds_hi[k + 3 : k + 6])
+        self.default_translation = rest_translation(bundle)
         self.head_centre = np.asarray(cfg.box_centre, np.float64)
         self._box_centre = np.asarray(cfg.box_centre, np.float32)
         self._box_size = (2 * np.asarray(cfg.box_half, np.float32)).astype(np.float32)

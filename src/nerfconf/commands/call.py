@@ -17,12 +17,15 @@ def _listen_addr(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
 
 
-def _view(text: str) -> tuple[float, float, float]:
+def _view(text: str):
+    from nerfconf.avatar.view import View  # noqa: PLC0415
+
     try:
         yaw, pitch, roll = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YAW,PITCH,ROLL in degrees, got {text!r}") from None
-    return yaw, pitch, roll
+        return View(yaw, pitch, roll)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected YAW,PITCH,ROLL in degrees within ±45, got {text!r} "
+                                         f"({exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import JoinInfo, new_token
@@ -39,7 +40,8 @@ class CallSettings:
     seconds: float | None = None
     save: Path | None = None
     window: bool = True
-    view: tuple[float, float, float] | None = None
+    #: the receiver's chosen view (None: the sender's own); a window's arrow keys change it live
+    view: View | None = None
     resolution: int | None = None
     device: str = "cpu"
     mode: str = "datagram"
@@ -61,7 +63,8 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
     size = (settings.resolution or peer.resolution) if peer else 0
     if peer is not None:
         if settings.window and has_display():
-            sinks.append(WindowSink("nerfconf: " + str(peer.metadata.get("source", "peer")), (2 * size, 2 * size)))
+            sinks.append(WindowSink("nerfconf: " + str(peer.metadata.get("source", "peer")), (2 * size, 2 * size),
+                                    settings.view))
         if settings.save is not None:
             sinks.append(VideoFileSink(settings.save, fps=settings.fps, size=size))
     plan = PeerPlan(own=own, source=SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps,

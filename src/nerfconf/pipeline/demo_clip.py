@@ -50,10 +50,10 @@ def extract_demo_track(bundle: AvatarBundle, video: str | Path, *, frames: int, 
 
 def render_clip(bundle: AvatarBundle, track: ParamTrack, path: str | Path, *, progress: bool = True) -> Path:
     """Renders every frame of ``track`` with the avatar (pose included) into a lossless-ish mp4."""
-    from nerfconf.pipeline.generate import make_renderer  # noqa: PLC0415
+    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
     from nerfconf.playout.sinks import VideoFileSink  # noqa: PLC0415
 
-    renderer = make_renderer(bundle)
+    renderer = Renderer(bundle)
     renderer.prewarm()
     items = range(len(track))
     if progress:

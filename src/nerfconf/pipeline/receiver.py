@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from nerfconf.avatar.view import View
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.errors import (
@@ -75,7 +76,7 @@ class Shown:
 
 class Receiver:
     def __init__(self, worker: RenderWorker, codec: CodecConfig, *, fps: float = 20.0,
-                 sinks: list | None = None, view: tuple[float, float, float] | None = None,
+                 sinks: list | None = None, view: View | None = None,
                  stamps: StampLog | None = None, record: bool = False,
                  feedback: Callable[..., None] | None = None) -> None:
         self.worker = worker
@@ -230,9 +231,16 @@ class Receiver:
                 del self._seq_of[stale]
             if out.params.face_found:
                 self.worker.submit(RenderJob(seq, out.index, out.params.expression, out.params.rotation,
-                                             out.params.translation, self.view))
+                                             out.params.translation, self._current_view()))
             else:
                 self._display.put(("fade", out.index, period))
+
+    def _current_view(self) -> View | None:
+        """A window sink's live view (arrow keys, mouse) wins over the fixed one."""
+        for sink in self.sinks:
+            if getattr(sink, "controls_view", False):
+                return sink.view
+        return self.view
 
     def _collect(self) -> None:
         """Moves rendered frames from the render process to the display."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfconf.avatar.view import View
+
 
 class RenderWorkerError(RuntimeError):
     """The render process failed to start or died."""
@@ -27,8 +29,8 @@ class RenderJob:
     expression: np.ndarray
     rotation: np.ndarray
     translation: np.ndarray | None
-    #: free-viewpoint offsets (yaw, pitch, roll) in degrees, None for the sender's own view
-    view: tuple[float, float, float] | None = None
+    #: the receiver's chosen view, None for the sender's own (true perspective)
+    view: View | None = None
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,11 @@ class RenderResult:
 def _serve(bundle_dir: str, resolution: int | None, device: str, jobs: mp.Queue, results: mp.Queue) -> None:
     try:
         from nerfconf.avatar.bundle import AvatarBundle  # noqa: PLC0415
-        from nerfconf.pipeline.generate import make_renderer, make_view  # noqa: PLC0415
+        from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
         bundle = AvatarBundle.load(bundle_dir)
-        renderer = make_renderer(bundle, resolution, device)
+        renderer = Renderer(bundle, resolution, device)
         renderer.prewarm()
         results.put(("ready", type(renderer).__name__))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
@@ -60,7 +62,7 @@ def _serve(bundle_dir: str, resolution: int | None, device: str, jobs: mp.Queue,
         t_in = time.monotonic()
         try:
             params = FaceParams(job.expression, job.rotation, job.translation, True, 0.0, job.index)
-            frame = renderer.render(params, make_view(job.view))
+            frame = renderer.render(params, job.view)
         except Exception as exc:  # noqa: BLE001
             results.put(("error", f"rendering frame {job.index} failed: {type(exc).__name__}: {exc}"))
             return

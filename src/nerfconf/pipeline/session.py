@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.pipeline.probe import StampLog
 from nerfconf.pipeline.receiver import Receiver, ReceiverStats
@@ -26,7 +27,8 @@ class PeerPlan:
     source: SourceSpec | None = None
     peer: AvatarBundle | None = None
     fps: float = 20.0
-    view: tuple[float, float, float] | None = None
+    #: the receiver's chosen view (None: the sender's own); a window's arrow keys change it live
+    view: View | None = None
     sinks: list = field(default_factory=list)
     #: keep what was shown (and sent) in memory for the side-by-side video
     record: bool = False

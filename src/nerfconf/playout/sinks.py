@@ -66,9 +66,19 @@ def has_display() -> bool:
 
 
 class WindowSink:
-    """A pygame window; pygame is optional (``pip install 'nerfconf[view]'``)."""
+    """A pygame window; pygame is optional (``pip install 'nerfconf[view]'``).
 
-    def __init__(self, title: str, size: tuple[int, int]) -> None:
+    Arrow keys and mouse drags move the view, as in ``nerfconf view`` (``a``
+    toggles an absolute view, ``r`` resets); the receiver reads :attr:`view`
+    for each frame it renders.
+    """
+
+    controls_view = True
+
+    def __init__(self, title: str, size: tuple[int, int], view=None) -> None:
+        from nerfconf.avatar.view import View  # noqa: PLC0415
+        from nerfconf.avatar.viewer import ViewControl  # noqa: PLC0415
+
         try:
             import pygame  # noqa: PLC0415
         except ImportError as exc:
@@ -80,12 +90,28 @@ class WindowSink:
         self._screen = pygame.display.set_mode(size)
         pygame.display.set_caption(title)
         self.closed = False
+        self._control = ViewControl(view or View())
+        self._dragging = False
+        self._keys = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down",
+                      pygame.K_q: "q", pygame.K_e: "e", pygame.K_a: "a", pygame.K_r: "r"}
+
+    @property
+    def view(self):
+        return self._control.effective
 
     def write(self, image: np.ndarray) -> None:
         pg = self._pg
         for event in pg.event.get():
             if event.type == pg.QUIT:
                 self.closed = True
+            elif event.type == pg.KEYDOWN and event.key in self._keys:
+                self._control = self._control.key(self._keys[event.key])
+            elif event.type == pg.MOUSEBUTTONDOWN:
+                self._dragging = True
+            elif event.type == pg.MOUSEBUTTONUP:
+                self._dragging = False
+            elif event.type == pg.MOUSEMOTION and self._dragging:
+                self._control = self._control.drag(*event.rel)
         surface = pg.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
         self._screen.blit(pg.transform.scale(surface, self._screen.get_size()), (0, 0))
         pg.display.flip()

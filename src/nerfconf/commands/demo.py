@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     settings = DemoSettings(avatar=args.avatar or SAMPLE, video=args.video, camera=args.camera,
                             seconds=args.seconds if args.seconds or args.camera is None else 20.0, rtt_ms=args.rtt_ms, loss=args.loss, mode=args.mode,
-                            resolution=args.resolution, out=args.out)
+                            resolution=args.resolution, render_threads=args.render_threads, out=args.out)
     console.print(f"[bold]nerfconf demo[/]: a call on loopback, RTT {settings.rtt_ms:g} ms, "
                   f"{100 * settings.loss:g} % loss, {settings.mode} mode; avatar {settings.avatar}")
     console.print("starting the renderer (compiling kernels, once) ...")
@@ -62,5 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("datagram", "stream"), default="datagram",
                    help="datagrams with copies of the last frames (default) or the paper's reliable stream")
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
+    p.add_argument("--render-threads", type=int, default=None,
+                   help="CPU threads of the renderer (default: all; 1 can be faster on a busy machine)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out/)")
     p.set_defaults(func=run)

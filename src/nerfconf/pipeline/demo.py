@@ -44,6 +44,8 @@ class DemoSettings:
     mode: str = "datagram"
     resolution: int | None = None
     device: str = "cpu"
+    #: CPU threads of the render process (None: all cores)
+    render_threads: int | None = None
     out: Path = Path("demo_out")
     seed: int = 1
 
@@ -100,7 +102,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     bundle = AvatarBundle.load(settings.avatar)
     started = time.monotonic()
     # The renderer is pre-warmed before the call starts, as the paper pre-warms its models.
-    with RenderWorker(settings.avatar, resolution=settings.resolution, device=settings.device) as worker:
+    with RenderWorker(settings.avatar, resolution=settings.resolution, device=settings.device,
+                      threads=settings.render_threads) as worker:
         a, b, stamps = asyncio.run(_call(settings, bundle, worker))
     rows = stamps.rows()
     latencies = module_latencies(rows)

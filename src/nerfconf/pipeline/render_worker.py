@@ -42,14 +42,15 @@ class RenderResult:
     t_out: float
 
 
-def _serve(bundle_dir: str, resolution: int | None, device: str, jobs: mp.Queue, results: mp.Queue) -> None:
+def _serve(bundle_dir: str, resolution: int | None, device: str, threads: int | None, jobs: mp.Queue,
+           results: mp.Queue) -> None:
     try:
         from nerfconf.avatar.bundle import AvatarBundle  # noqa: PLC0415
         from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
         bundle = AvatarBundle.load(bundle_dir)
-        renderer = Renderer(bundle, resolution, device)
+        renderer = Renderer(bundle, resolution, device, threads=threads)
         renderer.prewarm()
         results.put(("ready", type(renderer).__name__))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
@@ -71,11 +72,11 @@ def _serve(bundle_dir: str, resolution: int | None, device: str, jobs: mp.Queue,
 
 class RenderWorker:
     def __init__(self, bundle_dir: str | Path, *, resolution: int | None = None, device: str = "cpu",
-                 queue_size: int = 1) -> None:
+                 threads: int | None = None, queue_size: int = 1) -> None:
         ctx = mp.get_context("spawn")
         self._jobs: mp.Queue = ctx.Queue(maxsize=queue_size)
         self._results: mp.Queue = ctx.Queue()
-        self._process = ctx.Process(target=_serve, args=(str(bundle_dir), resolution, device, self._jobs,
+        self._process = ctx.Process(target=_serve, args=(str(bundle_dir), resolution, device, threads, self._jobs,
                                                          self._results), daemon=True, name="nerfconf-render")
         self.dropped = 0
         self.renderer_name = ""

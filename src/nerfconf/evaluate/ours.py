@@ -122,9 +122,8 @@ def our_streams(bundle: AvatarBundle, params: np.ndarray, train_params: np.ndarr
         rotation_only = transmit(replace(bundle.codec, coder=coder), params, fps)
         out.append(OurStream(name, with_t.payload_kbps, rotation_only.payload_kbps, with_t.decoded,
                              "quantized"))
-    a, b = out[1].params, out[2].params
-    if not np.array_equal(a, b):
-        raise AssertionError("the two entropy coders decoded different parameters")
+    if not np.array_equal(out[1].params, out[2].params):
+        raise RuntimeError("the Exp-Golomb and arithmetic streams decoded to different parameters")
     return out
 
 
@@ -144,7 +143,11 @@ def avatar_renderer(bundle: AvatarBundle, samples: int = 48) -> tuple[str, Calla
         fast = Renderer(bundle, bundle.resolution, "cpu")
 
         def render_fast(p: np.ndarray) -> np.ndarray:
-            return fast.render(FaceParams.from_vector(p, layout)).image
+            image = np.asarray(fast.render(FaceParams.from_vector(p, layout)).image)
+            if image.dtype != np.uint8 or image.shape != (bundle.resolution, bundle.resolution, 3):
+                raise RuntimeError(f"the fast renderer returned {image.dtype} {image.shape}, expected uint8 RGB "
+                                   f"at {bundle.resolution} px")
+            return image
 
         return "fast renderer (nerfconf.avatar.fast)", render_fast
 

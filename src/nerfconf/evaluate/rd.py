@@ -151,11 +151,14 @@ class _Scorer:
         return scores
 
 
-def _render_all(stream: OurStream, rows: np.ndarray, render, renderer: str, cache: Path,
-                progress: bool) -> tuple[np.ndarray, Path]:
-    rows = np.ascontiguousarray(rows)
-    digest = hashlib.sha256(rows.tobytes()).hexdigest()
-    path = cache / f"render-{_key(renderer, digest, rows.shape)}.npz"
+def _render_path(cache: Path, avatar: Path, renderer: str, rows: np.ndarray) -> Path:
+    """The render cache file of these parameter rows with this avatar's weights and renderer."""
+    weights = hashlib.sha256((avatar / "avatar.safetensors").read_bytes()).hexdigest()
+    digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
+    return cache / f"render-{_key(weights, renderer, digest, rows.shape)}.npz"
+
+
+def _render_all(stream: OurStream, rows: np.ndarray, render, path: Path, progress: bool) -> tuple[np.ndarray, Path]:
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return z["frames"], path
@@ -211,7 +214,9 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
     rendered: dict[str, tuple[np.ndarray, Path]] = {}
     for s in streams:
         if s.render_key not in rendered:
-            rendered[s.render_key] = _render_all(s, s.params[scored], render, renderer, cache, progress)
+            rows = s.params[scored]
+            path = _render_path(cache, Path(avatar), renderer, rows)
+            rendered[s.render_key] = _render_all(s, rows, render, path, progress)
         frames, path = rendered[s.render_key]
         scores = score(f"ours/{renderer}/{path.name}", lambda f=frames: f)
         points.append(RDPoint("ours", s.name, s.kbps, None, s.rotation_only_kbps, scores, str(path)))

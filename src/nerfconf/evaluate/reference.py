@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,10 +115,13 @@ def reference_clip(
     key = _cache_key(avatar, video, test_frames)
     path = Path(cache_dir) / f"reference-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if int(z["format"]) == _CACHE_FORMAT:
-                return ReferenceClip(z["frames"], z["masks"], z["params"], z["train_params"], z["indices"],
-                                     fps, key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["format"]) == _CACHE_FORMAT:
+                    return ReferenceClip(z["frames"], z["masks"], z["params"], z["train_params"], z["indices"],
+                                         fps, key)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            pass  # a damaged or partial cache file is rebuilt
     bundle = bundle or AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress, with_training=True)
     if len(held.train_params) < 2:

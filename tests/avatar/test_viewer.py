@@ -2,10 +2,18 @@
 
 import av
 import numpy as np
+import pytest
 
 from nerfconf.avatar.fast import Renderer
 from nerfconf.avatar.view import View
-from nerfconf.avatar.viewer import KEY_STEP_DEG, STRIP_VIEWS, ViewControl, orbit_strip, write_orbit_video
+from nerfconf.avatar.viewer import (
+    KEY_STEP_DEG,
+    STRIP_VIEWS,
+    ViewControl,
+    orbit_strip,
+    run_window,
+    write_orbit_video,
+)
 
 from .tiny_avatar import RESOLUTION, tiny_bundle, tiny_track
 
@@ -36,3 +44,23 @@ def test_orbit_video_and_strip(tmp_path):
     assert strip.shape == (RESOLUTION, RESOLUTION * len(STRIP_VIEWS), 3)
     panels = np.split(strip, len(STRIP_VIEWS), axis=1)
     assert all(np.abs(panels[1].astype(int) - p.astype(int)).mean() > 0.5 for i, p in enumerate(panels) if i != 1)
+
+
+def test_window_turns_the_view_on_keys_and_quits(monkeypatch):
+    pygame = pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    renderer = Renderer(tiny_bundle())
+    render = renderer.render
+    seen = []
+
+    def scripted(params, view=None, background=None):
+        seen.append(view)
+        if len(seen) == 1:
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_RIGHT))
+        else:
+            pygame.event.post(pygame.event.Event(pygame.QUIT))
+        return render(params, view, background)
+
+    monkeypatch.setattr(renderer, "render", scripted)
+    run_window(renderer, tiny_track(3), fps=1000)
+    assert seen[0] is None and seen[1] == View(KEY_STEP_DEG, 0.0)

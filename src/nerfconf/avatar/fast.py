@@ -3,21 +3,25 @@
 ``Renderer(bundle, resolution, device).render(params, view)`` turns one frame of
 face parameters into an RGB image, with depth and alpha. It computes what the
 reference renderer (``renderer.render_image`` with the bundle's occupancy grid)
-computes, minus terms that are zero or nearly so:
+computes, minus terms that are zero or nearly so (each a ``RenderSettings`` field):
 
 1. the K+1 hash tables are blended once per frame;
-2. only the reference's own sample positions are visited, and those in cells the
-   occupancy grid marks empty are skipped without evaluating anything;
-3. rays stop once their transmittance falls below ``t_min`` (early termination);
-4. marching starts a few samples in front of the surface the same pixel saw in the
-   previous frame (depth guidance), and falls back to the whole ray when the first
-   sample is already opaque or when the ray leaves the box without meeting the surface;
-5. the colour network runs only for samples whose compositing weight matters.
+2. only the reference's own 48 sample positions per ray are visited, and those in
+   cells the occupancy grid marks empty are skipped without evaluating anything;
+3. a per-frame probe of the density at coarse cell centres drops cells that are
+   empty for this frame's expression, with their neighbours as a safety margin;
+4. rays stop once their transmittance falls below ``t_min`` (early termination);
+5. the colour network runs only for samples whose compositing weight matters;
+6. adaptive upsampling marches a coarse grid of pixels, fills the pixels between
+   them where their neighbours agree within a tolerance, and marches the rest;
+7. optionally (off by default, see the README), marching starts a few samples in
+   front of the surface the same pixel saw in the previous frame, falling back to
+   the whole ray when the first sample is already opaque or the surface is missed.
 
-On CPU the loops are numba kernels (``render_kernels``, ``hashgrid_kernels``) and
-the MLPs are batched float32 matmuls on the surviving samples. With
-``device="cuda"`` the same steps run in torch on the GPU (``fast_torch``), with
-fp16 MLPs.
+On CPU the loops are numba kernels (``render_kernels``, ``hashgrid_kernels``,
+``mlp_kernels``), with rays marched in rounds of batched samples. With
+``device="cuda"`` a torch path runs each frame as one batch with fp16 MLPs
+(``fast_torch``).
 
 A frame with ``face_found == False`` holds: it renders the last frame that had a
 face (under the view asked for now), or the background alone when there was none.
@@ -79,6 +83,14 @@ class RenderSettings:
     upsample_tolerance: float = 16.0
     #: grids of adaptive upsampling: 1 marches a quarter of the pixels first, 2 a sixteenth
     upsample_levels: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.t_min < 1.0 or not 0.0 <= self.colour_weight_min < 1.0:
+            raise RenderError("t_min and colour_weight_min must be in [0, 1)")
+        if self.guide_margin < 0 or self.probe_radius < 0 or not 0 <= self.upsample_levels <= 4:
+            raise RenderError("guide_margin and probe_radius must be >= 0, upsample_levels 0..4")
+        if self.probe_factor not in (1, 2, 4, 8) or self.upsample_tolerance < 0 or self.probe_alpha < 0:
+            raise RenderError("probe_factor must be 1, 2, 4 or 8; tolerances and thresholds >= 0")
 
     @classmethod
     def parse(cls, items: list[str]) -> RenderSettings:
@@ -158,6 +170,9 @@ class Renderer:
             self._tables = field.encoding.tables.detach().float().contiguous().numpy()
             self._occupancy = bundle.occupancy.to(torch.uint8).contiguous().numpy()
             self._mlp = InferenceMlp.from_field(field)
+            if self._occupancy.shape[0] % self.settings.probe_factor:
+                # a probe cell must cover whole occupancy cells
+                self.settings = dataclasses.replace(self.settings, probe_factor=1)
             self._probe_x, self._probe_cells = RK.coarse_cells(self._occupancy, self.settings.probe_factor)
             self._probe_step = float(self._box_size.max()) / REFERENCE_SAMPLES
             self._torch_path = None

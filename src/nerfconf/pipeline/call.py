@@ -45,6 +45,8 @@ class CallSettings:
     resolution: int | None = None
     device: str = "cpu"
     mode: str = "datagram"
+    #: CPU threads of the render process: one, since capture, extraction and networking need the other core
+    render_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):
@@ -92,5 +94,6 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
 def call(settings: CallSettings, on_join: Callable[[str], None] = print) -> PeerResult:
     if settings.peer is None:
         return asyncio.run(run_call(settings, on_join=on_join))
-    with RenderWorker(settings.peer, resolution=settings.resolution, device=settings.device) as worker:
+    with RenderWorker(settings.peer, resolution=settings.resolution, device=settings.device,
+                      threads=settings.render_threads) as worker:
         return asyncio.run(run_call(settings, on_join=on_join, worker=worker))

@@ -44,8 +44,8 @@ class DemoSettings:
     mode: str = "datagram"
     resolution: int | None = None
     device: str = "cpu"
-    #: CPU threads of the render process (None: all cores)
-    render_threads: int | None = None
+    #: CPU threads of the render process: one, since capture, extraction and networking need the other core
+    render_threads: int | None = 1
     out: Path = Path("demo_out")
     seed: int = 1
 

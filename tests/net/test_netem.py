@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import json
 import socket
 from pathlib import Path
@@ -16,7 +17,6 @@ from nerfconf.net.netem import (
     load_mahimahi,
 )
 from nerfconf.net.netem.traces import AlphaRtcTrace, MahimahiTrace, TraceSegment
-import itertools
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 

@@ -1,10 +1,11 @@
+import itertools
+
 import numpy as np
 import pytest
 
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.playout.conceal import extrapolate, extrapolation_weight, geodesic, interpolate
 from nerfconf.types import FaceParams
-import itertools
 
 
 def _p(index, expr, rot, trans=None):

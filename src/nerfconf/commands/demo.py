@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     settings = DemoSettings(avatar=args.avatar or SAMPLE, video=args.video, camera=args.camera,
                             seconds=args.seconds if args.seconds or args.camera is None else 20.0, rtt_ms=args.rtt_ms, loss=args.loss, mode=args.mode,
-                            resolution=args.resolution, render_threads=args.render_threads, out=args.out)
+                            resolution=args.resolution, render_threads=args.render_threads, out=args.out,
+                            progress=True)
     console.print(f"[bold]nerfconf demo[/]: a call on loopback, RTT {settings.rtt_ms:g} ms, "
                   f"{100 * settings.loss:g} % loss, {settings.mode} mode; avatar {settings.avatar}")
     console.print("starting the renderer (compiling kernels, once) ...")

@@ -48,6 +48,8 @@ class DemoSettings:
     render_threads: int | None = 1
     out: Path = Path("demo_out")
     seed: int = 1
+    #: print a line a second while the call runs
+    progress: bool = False
 
 
 @dataclass
@@ -78,12 +80,32 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
                 join = dataclasses.replace(server.join_info, port=relay.address[1])
                 async with connect(join, config) as conn_a:
                     conn_b = await server.accept()
-                    got_a, got_b = await asyncio.gather(run_peer(a, conn_a, stamps=stamps, stop=stop),
-                                                        run_peer(b, conn_b, stamps=stamps, worker=worker,
-                                                                 stop=stop))
+                    ticker = asyncio.create_task(_report(stamps, conn_a)) if settings.progress else None
+                    try:
+                        got_a, got_b = await asyncio.gather(
+                            run_peer(a, conn_a, stamps=stamps, stop=stop),
+                            run_peer(b, conn_b, stamps=stamps, worker=worker, stop=stop))
+                    finally:
+                        if ticker is not None:
+                            ticker.cancel()
     finally:
         live.close()
     return got_a, got_b, stamps
+
+
+async def _report(stamps: StampLog, conn) -> None:
+    """One line a second: what has been sent, shown, and how late."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(1.0)
+        rows = stamps.rows().values()
+        sent = sum("encode_out" in r for r in rows)
+        shown = [r for r in rows if "display" in r and "capture" in r]
+        latency = sorted(1e3 * (r["display"] - r["capture"]) for r in shown)
+        kbps = 8 * sum(r.get("bytes", 0) for r in rows) / 1e3 / (time.monotonic() - started)
+        median = f", median latency {latency[len(latency) // 2]:.0f} ms" if latency else ""
+        print(f"  call {time.monotonic() - started:4.0f} s: sent {sent} frames ({kbps:.1f} kbps), "
+              f"rendered and shown {len(shown)}{median}", flush=True)
 
 
 def _source(settings: DemoSettings) -> SourceSpec:

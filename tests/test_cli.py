@@ -71,3 +71,12 @@ def test_bench_codec_json(tmp_path, capsys):
                  "--test-frames", "150"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["source"].startswith("synthetic") and len(result["results"]) == 12
+
+
+@pytest.mark.parametrize(("device", "message"), [("mps", "cpu or cuda"), ("nonsense", "not a torch device")])
+def test_enroll_refuses_an_unusable_device_before_any_work(device, message, tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the device is checked first")
+    assert main(["enroll", str(video), "-o", str(tmp_path / "a"), "--device", device]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

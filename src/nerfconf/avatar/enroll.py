@@ -94,6 +94,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
                 "train_frames": int(len(train)),
                 "test_frames": int(data.test_frames),
                 "config": asdict(train_config),
+                "bf16_mlp": trainer.bf16,
             },
         },
     )

@@ -340,6 +340,7 @@ def benchmark(
     grad_table = np.zeros_like(table)
     K.encode_backward(x, grad_out, res, grad_table, threads)
     grad_tables = np.empty_like(tables)
+    m1, m2 = np.zeros_like(tables), np.zeros_like(tables)
 
     def median_s(fn) -> float:
         fn()
@@ -372,6 +373,8 @@ def benchmark(
         "blend_backward_into_ms": 1e3
         * median_s(lambda: K.blend_backward_into(grad_table, w, grad_tables)),
         "blend_weight_grad_ms": 1e3 * median_s(lambda: K.blend_weight_grad(tables, grad_table)),
+        "blend_adam_step_ms": 1e3 * median_s(lambda: K.blend_adam_step(
+            tables, m1, m2, grad_table, w, 1e-3, 0.9, 0.99, 1e-15, 10.0, 1e-9)),
         "module_train_step_ms": 1e3 * step,
         "module_train_step_Msamples_s": n_points / step / 1e6,
     }

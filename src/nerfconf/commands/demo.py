@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("datagram", "stream"), default="datagram",
                    help="datagrams with copies of the last frames (default) or the paper's reliable stream")
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
-    p.add_argument("--render-threads", type=int, default=1,
-                   help="CPU threads of the renderer (default 1: the other core captures, extracts and sends)")
+    p.add_argument("--render-threads", type=int, default=None,
+                   help="CPU threads of the renderer (default: every core; 1 is faster on a busy machine)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out/)")
     p.set_defaults(func=run)

@@ -45,8 +45,9 @@ class CallSettings:
     resolution: int | None = None
     device: str = "cpu"
     mode: str = "datagram"
-    #: CPU threads of the render process: one, since capture, extraction and networking need the other core
-    render_threads: int | None = 1
+    #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
+    #: extraction and networking take little, but on a busy one a single thread waits less)
+    render_threads: int | None = None
 
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):

@@ -44,8 +44,9 @@ class DemoSettings:
     mode: str = "datagram"
     resolution: int | None = None
     device: str = "cpu"
-    #: CPU threads of the render process: one, since capture, extraction and networking need the other core
-    render_threads: int | None = 1
+    #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
+    #: extraction and networking take little, but on a busy one a single thread waits less)
+    render_threads: int | None = None
     out: Path = Path("demo_out")
     seed: int = 1
     #: print a line a second while the call runs

@@ -44,7 +44,7 @@ def latency(args: argparse.Namespace) -> int:
 
     try:
         data = latency_table_data(args.avatar or SAMPLE, seconds=args.seconds, resolution=args.resolution,
-                                  out=args.out)
+                                  out=args.out, progress=not args.json)
     except (BundleError, ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     if args.json:

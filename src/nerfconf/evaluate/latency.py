@@ -73,18 +73,23 @@ def transport_alone_ms(seconds: float = 10.0) -> float:
 
 
 def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolution: int | None = None,
-                       out: Path = Path("latency_out")) -> dict:
+                       out: Path = Path("latency_out"), progress: bool = False) -> dict:
     """Table 1: every module alone, then the same modules inside a running loopback call (the demo)."""
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
     from nerfconf.pipeline.demo import DemoSettings, run_demo  # noqa: PLC0415
     from nerfconf.pipeline.demo_clip import DEMO_CLIP  # noqa: PLC0415
 
+    say = print if progress else (lambda *_: None)
     bundle_dir = Path(bundle_dir)
     bundle = AvatarBundle.load(bundle_dir)
+    say("timing each module alone: extract, encode, decode, generate ...", flush=True)
     renderer = Renderer(bundle, resolution)
     renderer.prewarm()
     alone = modules_alone(bundle, bundle_dir / DEMO_CLIP, render=renderer.render)
     del renderer
+    say("timing the transport alone: a 10 s clean call at RTT 20 ms ...", flush=True)
     alone["transport"] = transport_alone_ms()
-    demo = run_demo(DemoSettings(avatar=bundle_dir, seconds=seconds, resolution=resolution, out=out))
+    say(f"the modules inside a running call (up to {seconds:g} s) ...", flush=True)
+    demo = run_demo(DemoSettings(avatar=bundle_dir, seconds=seconds, resolution=resolution, out=out,
+                                 progress=progress))
     return {"alone_ms": alone, "in_system": demo.latencies, "demo_stats": demo.stats}

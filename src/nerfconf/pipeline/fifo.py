@@ -25,7 +25,6 @@ class DropOldest(Generic[T]):
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
-        self.passed = 0
 
     def put(self, item: T) -> None:
         with self._cond:
@@ -43,17 +42,12 @@ class DropOldest(Generic[T]):
                 return None
             if not self._items:
                 return None
-            self.passed += 1
             return self._items.popleft()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def __len__(self) -> int:
         return len(self._items)

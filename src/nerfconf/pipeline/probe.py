@@ -53,12 +53,6 @@ class StampLog:
                 row = self._stamps[key] = {}
             row.setdefault(name, t)
 
-    def merge(self, other: dict[int, dict[str, float]]) -> None:
-        with self._lock:
-            for key, row in other.items():
-                self._stamps.setdefault(key, {}).update({k: v for k, v in row.items()
-                                                         if k not in self._stamps[key]})
-
     def rows(self) -> dict[int, dict[str, float]]:
         with self._lock:
             return {k: dict(v) for k, v in self._stamps.items()}

@@ -8,7 +8,7 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.fast import Renderer, RenderError, RenderSettings
-from nerfconf.avatar.mlp_kernels import InferenceMlp
+from nerfconf.avatar.mlp_kernels import CHUNK, InferenceMlp
 from nerfconf.avatar.render_kernels import setup_rays
 from nerfconf.avatar.renderer import Camera, ray_box
 from nerfconf.avatar.view import View
@@ -158,8 +158,9 @@ def test_inference_mlp_matches_the_field(bundle):
     field = bundle.field
     mlp = InferenceMlp.from_field(field)
     g = torch.Generator().manual_seed(0)
-    enc = torch.randn(301, field.encoding.output_dim, generator=g)
-    dirs = torch.nn.functional.normalize(torch.randn(301, 3, generator=g), dim=1)
+    n = 2 * CHUNK + 301  # several chunks, the last one short
+    enc = torch.randn(n, field.encoding.output_dim, generator=g)
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
     with torch.no_grad():
         h = field.density_net(enc)
         sigma_ref = torch.nn.functional.softplus(h[:, 0] - 1.0)
@@ -168,8 +169,11 @@ def test_inference_mlp_matches_the_field(bundle):
         rgb_ref = torch.sigmoid(field.color_net(torch.cat([spherical_harmonics(dirs), h[:, 1:]], -1)))
     sigma, hidden = mlp.density(enc.numpy())
     np.testing.assert_allclose(sigma, sigma_ref.numpy(), rtol=1e-4, atol=1e-4)
-    sel = np.arange(0, 301, 3)  # 101 samples: an odd count
-    rgb = mlp.colour(hidden, sel, np.arange(301, dtype=np.int32), dirs.numpy())
+    with torch.no_grad():
+        hidden_ref = torch.relu(field.density_net[:4](enc)).numpy()
+    np.testing.assert_allclose(hidden, hidden_ref, rtol=1e-4, atol=1e-4)
+    sel = np.arange(0, n, 3)  # more than a chunk, in an odd count
+    rgb = mlp.colour(hidden, sel, np.arange(n, dtype=np.int32), dirs.numpy())
     np.testing.assert_allclose(rgb, rgb_ref.numpy()[sel], atol=1e-5)
 
 

@@ -162,6 +162,7 @@ class Renderer:
         self._last_params: FaceParams | None = None
         self._guide: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # surface, rotation, centre
         self._white = np.ones((self.resolution * self.resolution, 3), np.float32)
+        self._enc_buffer = np.empty((0, 0), np.float32)
         backend = backend or ("numba" if self.device.type == "cpu" else "torch")
         if backend not in ("numba", "torch") or (backend == "numba" and self.device.type != "cpu"):
             raise RenderError(f"backend must be 'numba' (CPU) or 'torch', got {backend!r} on {self.device}")
@@ -344,7 +345,11 @@ class Renderer:
         return image, depth, m.opacity, stats
 
     def _encode(self, x: np.ndarray, table: np.ndarray) -> np.ndarray:
-        enc = np.empty((len(x), table.shape[0] * table.shape[2]), np.float32)
+        """The hash encoding of ``x``, in a buffer reused by the next call (fresh pages cost)."""
+        width = table.shape[0] * table.shape[2]
+        if len(self._enc_buffer) < len(x) or self._enc_buffer.shape[1] != width:
+            self._enc_buffer = np.empty((max(len(x), 2 * len(self._enc_buffer)), width), np.float32)
+        enc = self._enc_buffer[: len(x)]
         HK.encode_forward(x, table, self._resolutions, enc)
         return enc
 

@@ -1,78 +1,59 @@
-"""The avatar's MLPs for CPU inference, as fused numba kernels.
+"""The avatar's MLPs for CPU inference: cache-sized chunks of BLAS products inside numba's threads.
 
-Measured on the 2-core AMD EPYC this project runs on: torch's CPU addmm (MKL, which
-takes a slow path on AMD) ran the (S, 64) x (64, 64) products 3x slower than numpy's
-OpenBLAS, and these per-sample fused loops took 1.5x less CPU time than numpy plus
-separate bias/ReLU passes. They are also one parallel region per network instead of
-six, which matters when the cores are shared: every region waits for both threads.
+Measured on the 2-core AMD EPYC this project runs on (``nerfconf bench render``):
+
+- OpenBLAS sgemm runs an (S, 64) x (64, 64) product at about 60 GMAC/s on one core;
+  the fused numba loops this replaced reached about 12, because every multiply-add
+  also loaded and stored its accumulator;
+- the products stay fast only when their operands sit in cache, so samples go in
+  chunks of ``CHUNK`` rows, and each chunk runs all of a network's layers before the
+  next starts; bias, ReLU and the output heads are loops over the chunk, still in cache;
+- one chunk per core with single-threaded BLAS was 2x faster than OpenBLAS splitting
+  each product over both cores, so the chunks run in a numba ``prange`` (numba's
+  ``np.dot`` calls scipy's BLAS) and ``threadpoolctl`` keeps that BLAS to one thread
+  while a network runs. Python worker threads did the same work 1.5x slower, because
+  numba's OpenMP threads spin after every parallel region and took their cores.
+
 ``InferenceMlp`` computes ``BlendshapeField``'s function (tested against it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import ThreadpoolController
+
+#: Samples per chunk: 2048 x 80 float32 inputs and two 2048 x 64 activations fit in L2.
+CHUNK = 2048
 
 
-#: Samples per work item of the fused kernels.
-_CHUNK = 64
+@njit(nogil=True, fastmath=True, cache=True)
+def _bias_relu(h, b):
+    n, k = h.shape
+    for s in range(n):
+        for j in range(k):
+            v = h[s, j] + b[j]
+            h[s, j] = v if v > np.float32(0.0) else np.float32(0.0)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def density_mlp(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
-    """Density net per sample, fused: ``hidden = relu(relu(enc w1 + b1) w2 + b2)`` and
-    ``sigma = softplus(hidden . w_sigma + b_sigma)`` (torch's softplus: linear above 20).
-
-    Samples go in pairs so that each weight row loaded serves two samples (measured
-    1.9x less CPU time than one sample at a time; four at a time was no better).
-    """
-    n, n_in = enc.shape
-    n_h = w1.shape[1]
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(n_chunks):
-        a1 = np.empty(n_h, np.float32)
-        c1 = np.empty(n_h, np.float32)
-        a2 = np.empty(n_h, np.float32)
-        c2 = np.empty(n_h, np.float32)
-        stop = min(n, (c + 1) * _CHUNK)
-        for s in range(c * _CHUNK, stop, 2):
-            t = min(s + 1, stop - 1)  # an odd last sample is computed twice
-            for j in range(n_h):
-                a1[j] = b1[j]
-                c1[j] = b1[j]
-            for i in range(n_in):
-                xa = enc[s, i]
-                xc = enc[t, i]
-                for j in range(n_h):
-                    w = w1[i, j]
-                    a1[j] += xa * w
-                    c1[j] += xc * w
-            for j in range(n_h):
-                a2[j] = b2[j]
-                c2[j] = b2[j]
-            for i in range(n_h):
-                xa = max(a1[i], np.float32(0.0))
-                xc = max(c1[i], np.float32(0.0))
-                for j in range(n_h):
-                    w = w2[i, j]
-                    a2[j] += xa * w
-                    c2[j] += xc * w
-            sa = b_sigma
-            sc = b_sigma
-            for j in range(n_h):
-                va = max(a2[j], np.float32(0.0))
-                vc = max(c2[j], np.float32(0.0))
-                hidden[s, j] = va
-                hidden[t, j] = vc
-                sa += va * w_sigma[j]
-                sc += vc * w_sigma[j]
-            sigma[s] = sa if sa > np.float32(20.0) else np.log1p(np.exp(sa))
-            sigma[t] = sc if sc > np.float32(20.0) else np.log1p(np.exp(sc))
+@njit(nogil=True, fastmath=True, cache=True)
+def _density_head(h, b, w_sigma, b_sigma, sigma):
+    """Last density layer in place: ``h = relu(h + b)``, ``sigma = softplus(h . w_sigma + b_sigma)``
+    (torch's softplus: linear above 20)."""
+    n, k = h.shape
+    for s in range(n):
+        a = b_sigma
+        for j in range(k):
+            v = h[s, j] + b[j]
+            v = v if v > np.float32(0.0) else np.float32(0.0)
+            h[s, j] = v
+            a += v * w_sigma[j]
+        sigma[s] = a if a > np.float32(20.0) else np.log1p(np.exp(a))
 
 
-@njit(fastmath=True, cache=True)
+@njit(nogil=True, fastmath=True, cache=True)
 def _sh4(x, y, z, o):
     """Real spherical harmonics to degree 4 of a unit direction, in ``field.spherical_harmonics``' order."""
     xx, yy, zz = x * x, y * y, z * z
@@ -94,66 +75,66 @@ def _sh4(x, y, z, o):
     o[15] = 0.59004358992664352 * x * (-xx + 3.0 * yy)
 
 
+@njit(nogil=True, fastmath=True, cache=True)
+def _colour_input(hidden, sel, rays, dirs, out):
+    """``out[s] = [hidden[sel[s]], SH(dirs[rays[sel[s]]])]`` for one chunk of ``sel``."""
+    n_h = hidden.shape[1]
+    for s in range(sel.shape[0]):
+        q = sel[s]
+        for j in range(n_h):
+            out[s, j] = hidden[q, j]
+        r = rays[q]
+        _sh4(dirs[r, 0], dirs[r, 1], dirs[r, 2], out[s, n_h:])
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _colour_head(h, b, w_t, b_out, rgb):
+    """``rgb = sigmoid(relu(h + b) w_t.T + b_out)``; ``w_t`` is (3, H) so each row is contiguous."""
+    n, k = h.shape
+    for s in range(n):
+        a0, a1, a2 = b_out[0], b_out[1], b_out[2]
+        for j in range(k):
+            v = max(h[s, j] + b[j], np.float32(0.0))  # branch-free, so the loop vectorises
+            a0 += v * w_t[0, j]
+            a1 += v * w_t[1, j]
+            a2 += v * w_t[2, j]
+        rgb[s, 0] = np.float32(1.0) / (np.float32(1.0) + np.exp(-a0))
+        rgb[s, 1] = np.float32(1.0) / (np.float32(1.0) + np.exp(-a1))
+        rgb[s, 2] = np.float32(1.0) / (np.float32(1.0) + np.exp(-a2))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def density_mlp(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
+    """``hidden = relu(relu(enc w1 + b1) w2 + b2)``, ``sigma = softplus(hidden . w_sigma + b_sigma)``."""
+    n = enc.shape[0]
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(n_chunks):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        a = np.empty((hi - lo, w1.shape[1]), np.float32)
+        np.dot(enc[lo:hi], w1, a)
+        _bias_relu(a, b1)
+        np.dot(a, w2, hidden[lo:hi])
+        _density_head(hidden[lo:hi], b2, w_sigma, b_sigma, sigma[lo:hi])
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def colour_mlp(hidden, sel, rays, dirs, w_c1, b_c1, w_c2, b_c2, w_c3, b_c3, rgb):
-    """Colour net, fused, for samples ``sel``: input ``[hidden[sel[s]], SH(dirs[rays[sel[s]]])]``.
-
-    Samples go in pairs, as in ``density_mlp``.
-    """
+    """Colour net for samples ``sel``: input ``[hidden[sel[s]], SH(dirs[rays[sel[s]]])]``."""
     n = sel.shape[0]
-    n_h = hidden.shape[1]
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    n_h = w_c2.shape[0]
+    n_chunks = (n + CHUNK - 1) // CHUNK
     for c in prange(n_chunks):
-        sha = np.empty(16, np.float32)
-        shc = np.empty(16, np.float32)
-        a1 = np.empty(n_h, np.float32)
-        c1 = np.empty(n_h, np.float32)
-        a2 = np.empty(n_h, np.float32)
-        c2 = np.empty(n_h, np.float32)
-        stop = min(n, (c + 1) * _CHUNK)
-        for s in range(c * _CHUNK, stop, 2):
-            t = min(s + 1, stop - 1)
-            qa = sel[s]
-            qc = sel[t]
-            ra = rays[qa]
-            rc = rays[qc]
-            _sh4(dirs[ra, 0], dirs[ra, 1], dirs[ra, 2], sha)
-            _sh4(dirs[rc, 0], dirs[rc, 1], dirs[rc, 2], shc)
-            for j in range(n_h):
-                a1[j] = b_c1[j]
-                c1[j] = b_c1[j]
-            for i in range(n_h):
-                xa = hidden[qa, i]
-                xc = hidden[qc, i]
-                for j in range(n_h):
-                    w = w_c1[i, j]
-                    a1[j] += xa * w
-                    c1[j] += xc * w
-            for i in range(16):
-                xa = sha[i]
-                xc = shc[i]
-                for j in range(n_h):
-                    w = w_c1[n_h + i, j]
-                    a1[j] += xa * w
-                    c1[j] += xc * w
-            for j in range(n_h):
-                a2[j] = b_c2[j]
-                c2[j] = b_c2[j]
-            for i in range(n_h):
-                xa = max(a1[i], np.float32(0.0))
-                xc = max(c1[i], np.float32(0.0))
-                for j in range(n_h):
-                    w = w_c2[i, j]
-                    a2[j] += xa * w
-                    c2[j] += xc * w
-            for ch in range(3):
-                acc_a = b_c3[ch]
-                acc_c = b_c3[ch]
-                for j in range(n_h):
-                    acc_a += max(a2[j], np.float32(0.0)) * w_c3[j, ch]
-                    acc_c += max(c2[j], np.float32(0.0)) * w_c3[j, ch]
-                rgb[s, ch] = np.float32(1.0) / (np.float32(1.0) + np.exp(-acc_a))
-                rgb[t, ch] = np.float32(1.0) / (np.float32(1.0) + np.exp(-acc_c))
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        x = np.empty((hi - lo, w_c1.shape[0]), np.float32)
+        _colour_input(hidden, sel[lo:hi], rays, dirs, x)
+        a = np.empty((hi - lo, n_h), np.float32)
+        np.dot(x, w_c1, a)
+        _bias_relu(a, b_c1)
+        b = np.empty((hi - lo, n_h), np.float32)
+        np.dot(a, w_c2, b)
+        _colour_head(b, b_c2, w_c3, b_c3, rgb[lo:hi])
 
 
 @dataclass
@@ -175,8 +156,10 @@ class InferenceMlp:
     b_c1: np.ndarray
     w_c2: np.ndarray
     b_c2: np.ndarray
-    w_c3: np.ndarray  # (H, 3)
+    w_c3: np.ndarray  # (3, H), transposed for the head kernel
     b_c3: np.ndarray
+    _blas: object = field(default=None, init=False, repr=False)
+    _hidden: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32), init=False, repr=False)
 
     @classmethod
     def from_field(cls, field) -> InferenceMlp:
@@ -199,7 +182,7 @@ class InferenceMlp:
                 # the reference's shifted softplus, softplus(h - 1), folds into the bias
                 w_sigma=f32(w3[0]), b_sigma=float(b3[0]) - 1.0,
                 w_c1=f32(torch.cat([w_geo, w_sh.T], dim=0)), b_c1=f32(b_c1),
-                w_c2=f32(c2.weight.T), b_c2=f32(c2.bias), w_c3=f32(c3.weight.T), b_c3=f32(c3.bias),
+                w_c2=f32(c2.weight.T), b_c2=f32(c2.bias), w_c3=f32(c3.weight), b_c3=f32(c3.bias),
             )
 
     @property
@@ -207,14 +190,32 @@ class InferenceMlp:
         return self.w2.shape[0]
 
     def density(self, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Density (S,) and the last hidden layer (S, H) from the encoding (S, L*F)."""
-        hidden = np.empty((len(enc), self.hidden), np.float32)
+        """Density (S,) and the last hidden layer (S, H) from the encoding (S, L*F).
+
+        The hidden layer lives in a buffer that the next call overwrites: a frame's
+        worth is tens of MB, and fresh pages for it each frame cost more than the products.
+        """
+        if len(self._hidden) < len(enc) or self._hidden.shape[1] != self.hidden:
+            self._hidden = np.empty((max(len(enc), 2 * len(self._hidden)), self.hidden), np.float32)
+        hidden = self._hidden[: len(enc)]
         sigma = np.empty(len(enc), np.float32)
-        density_mlp(enc, self.w1, self.b1, self.w2, self.b2, self.w_sigma, np.float32(self.b_sigma), hidden, sigma)
+        with self._single_threaded_blas():
+            density_mlp(np.ascontiguousarray(enc, np.float32), self.w1, self.b1, self.w2, self.b2,
+                        self.w_sigma, np.float32(self.b_sigma), hidden, sigma)
         return sigma, hidden
 
     def colour(self, hidden: np.ndarray, sel: np.ndarray, rays: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """RGB (len(sel), 3) of samples ``sel``, whose rays are ``rays[sel]`` with unit directions ``dirs``."""
         rgb = np.empty((len(sel), 3), np.float32)
-        colour_mlp(hidden, sel, rays, dirs, self.w_c1, self.b_c1, self.w_c2, self.b_c2, self.w_c3, self.b_c3, rgb)
+        with self._single_threaded_blas():
+            colour_mlp(hidden, sel, rays, dirs, self.w_c1, self.b_c1, self.w_c2, self.b_c2, self.w_c3,
+                       self.b_c3, rgb)
         return rgb
+
+    def _single_threaded_blas(self):
+        if self._blas is None:
+            # scipy's BLAS, the one numba's np.dot calls, is loaded once numba has compiled a np.dot
+            import scipy.linalg.cython_blas  # noqa: F401, PLC0415
+
+            self._blas = ThreadpoolController().select(user_api="blas")
+        return self._blas.limit(limits=1)

@@ -301,13 +301,7 @@ class Renderer:
         table = HK.blend(self._tables, weights)
         t1 = time.perf_counter()
         stats["blend_ms"] = (t1 - t0) * 1e3
-        occupancy = self._occupancy
-        if s.probe_alpha > 0:
-            sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
-            dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
-            occupancy = np.empty_like(self._occupancy)
-            RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8),
-                                s.probe_radius, occupancy)
+        occupancy = self._probe(table) if s.probe_alpha > 0 else self._occupancy
         t2 = time.perf_counter()
         stats["probe_ms"] = (t2 - t1) * 1e3
 
@@ -343,6 +337,16 @@ class Renderer:
         t4 = time.perf_counter()
         stats.update(march_ms=(t3 - t2) * 1e3 - stats.get("field_ms", 0.0), finish_ms=(t4 - t3) * 1e3)
         return image, depth, m.opacity, stats
+
+    def _probe(self, table: np.ndarray) -> np.ndarray:
+        """The occupancy grid restricted to what this frame's expression fills."""
+        s = self.settings
+        sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
+        dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
+        occupancy = np.empty_like(self._occupancy)
+        RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8),
+                            s.probe_radius, occupancy)
+        return occupancy
 
     def _encode(self, x: np.ndarray, table: np.ndarray) -> np.ndarray:
         """The hash encoding of ``x``, in a buffer reused by the next call (fresh pages cost)."""

@@ -158,11 +158,11 @@ class Renderer:
         self._box_size = (2 * np.asarray(cfg.box_half, np.float32)).astype(np.float32)
         self._lo = (field.box_centre - field.box_half).numpy().astype(np.float32)
         self._hi = (field.box_centre + field.box_half).numpy().astype(np.float32)
-        self._resolutions = np.asarray(field.encoding.resolutions, np.int32)
+        self._level_params = HK.level_params(np.asarray(field.encoding.resolutions, np.int32),
+                                             field.encoding.tables.shape[-2])
         self._last_params: FaceParams | None = None
         self._guide: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # surface, rotation, centre
         self._white = np.ones((self.resolution * self.resolution, 3), np.float32)
-        self._enc_buffer = np.empty((0, 0), np.float32)
         backend = backend or ("numba" if self.device.type == "cpu" else "torch")
         if backend not in ("numba", "torch") or (backend == "numba" and self.device.type != "cpu"):
             raise RenderError(f"backend must be 'numba' (CPU) or 'torch', got {backend!r} on {self.device}")
@@ -341,21 +341,12 @@ class Renderer:
     def _probe(self, table: np.ndarray) -> np.ndarray:
         """The occupancy grid restricted to what this frame's expression fills."""
         s = self.settings
-        sigma, _ = self._mlp.density(self._encode(self._probe_x, table))
+        sigma, _ = self._mlp.density_at(self._probe_x, table, self._level_params)
         dense = 1.0 - np.exp(-sigma * np.float32(self._probe_step)) >= s.probe_alpha
         occupancy = np.empty_like(self._occupancy)
         RK.probed_occupancy(self._occupancy, s.probe_factor, self._probe_cells, dense.astype(np.uint8),
                             s.probe_radius, occupancy)
         return occupancy
-
-    def _encode(self, x: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """The hash encoding of ``x``, in a buffer reused by the next call (fresh pages cost)."""
-        width = table.shape[0] * table.shape[2]
-        if len(self._enc_buffer) < len(x) or self._enc_buffer.shape[1] != width:
-            self._enc_buffer = np.empty((max(len(x), 2 * len(self._enc_buffer)), width), np.float32)
-        enc = self._enc_buffer[: len(x)]
-        HK.encode_forward(x, table, self._resolutions, enc)
-        return enc
 
     def _march(self, m: _March, active: np.ndarray, table, occupancy, centre32, stats: dict) -> None:
         """Marches the rays ``active`` in rounds, compositing into ``m``."""
@@ -382,7 +373,7 @@ class Renderer:
                 rays = np.empty(total, np.int32)
                 RK.compact(active, budget, counts, slot_x, slot_t, slot_i, offsets, xs, ts, idx, rays)
                 tf = time.perf_counter()
-                sigma, hidden = self._mlp.density(self._encode(xs, table))
+                sigma, hidden = self._mlp.density_at(xs, table, self._level_params)
                 t_field = time.perf_counter() - tf
                 w = np.empty(total, np.float32)
                 RK.composite(active, offsets, sigma, ts, idx, m.near, m.far, REFERENCE_SAMPLES, t_min,

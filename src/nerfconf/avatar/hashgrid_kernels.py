@@ -47,7 +47,7 @@ def _clamp01(v):
 
 
 @njit(cache=True)
-def _level_params(resolutions, t_size):
+def level_params(resolutions, t_size):
     """Per level: resolution, dense flag, dense row stride (all int64)."""
     n_levels = resolutions.shape[0]
     params = np.empty((n_levels, 3), np.int64)
@@ -155,63 +155,72 @@ def encode_forward(x, table, resolutions, out):
     """``out[n, l*F + f]`` = trilinear interpolation of ``table[l, :, f]`` at ``x[n]``.
 
     x (N, 3) float32, table (L, T, F) float32, resolutions (L,) int32, out (N, L*F) float32.
-    Parallel over chunks of points (each writes only its own output rows). Within a
-    chunk, per level: one vectorised pass for cells and fractions, then the gathers.
-    F = 2 has its own unrolled path (about 1.5x faster than the generic feature loop).
+    Parallel over chunks of points (each writes only its own output rows).
     """
     _check_encode_shapes(x, table, resolutions, out)
     n_points = x.shape[0]
-    n_levels, t_size, n_feat = table.shape
-    params = _level_params(resolutions, t_size)
+    params = level_params(resolutions, table.shape[1])
     chunk = _point_chunk(n_points)
     n_chunks = (n_points + chunk - 1) // chunk
     for c in prange(n_chunks):
         start = c * chunk
-        stop = min(start + chunk, n_points)
-        m = stop - start
-        xc = np.empty((3, chunk), np.float32)
-        cell = np.empty((3, chunk), np.int64)
-        frac = np.empty((3, chunk), np.float32)
-        _load_clamped(x, start, stop, xc)
-        for lv in range(n_levels):
-            res = params[lv, 0]
-            dense = params[lv, 1]
-            side = params[lv, 2]
-            _cells(xc, m, res, cell, frac)
-            tl = table[lv]
-            for q in range(m):
-                r = _rows(cell[0, q], cell[1, q], cell[2, q], dense, side, t_size)
-                w = _weights(frac[0, q], frac[1, q], frac[2, q])
-                if n_feat == 2:
-                    a0 = w[0] * tl[r[0], 0]
-                    a1 = w[0] * tl[r[0], 1]
-                    a0 += w[1] * tl[r[1], 0]
-                    a1 += w[1] * tl[r[1], 1]
-                    a0 += w[2] * tl[r[2], 0]
-                    a1 += w[2] * tl[r[2], 1]
-                    a0 += w[3] * tl[r[3], 0]
-                    a1 += w[3] * tl[r[3], 1]
-                    a0 += w[4] * tl[r[4], 0]
-                    a1 += w[4] * tl[r[4], 1]
-                    a0 += w[5] * tl[r[5], 0]
-                    a1 += w[5] * tl[r[5], 1]
-                    a0 += w[6] * tl[r[6], 0]
-                    a1 += w[6] * tl[r[6], 1]
-                    a0 += w[7] * tl[r[7], 0]
-                    a1 += w[7] * tl[r[7], 1]
-                    out[start + q, 2 * lv] = a0
-                    out[start + q, 2 * lv + 1] = a1
-                else:
-                    for f in range(n_feat):
-                        acc = w[0] * tl[r[0], f]
-                        acc += w[1] * tl[r[1], f]
-                        acc += w[2] * tl[r[2], f]
-                        acc += w[3] * tl[r[3], f]
-                        acc += w[4] * tl[r[4], f]
-                        acc += w[5] * tl[r[5], f]
-                        acc += w[6] * tl[r[6], f]
-                        acc += w[7] * tl[r[7], f]
-                        out[start + q, lv * n_feat + f] = acc
+        encode_points(x, start, min(start + chunk, n_points), table, params, out, start)
+
+
+@njit(fastmath=False, cache=True)
+def encode_points(x, start, stop, table, params, out, out_row):
+    """Serial encoding of points ``x[start:stop]`` into rows ``out_row...`` of ``out``, for
+    callers that run their own threads (``params`` from ``level_params``).
+
+    Per level: one vectorised pass for cells and fractions, then the gathers.
+    F = 2 has its own unrolled path (about 1.5x faster than the generic feature loop).
+    """
+    n_levels, t_size, n_feat = table.shape
+    m = stop - start
+    xc = np.empty((3, m), np.float32)
+    cell = np.empty((3, m), np.int64)
+    frac = np.empty((3, m), np.float32)
+    _load_clamped(x, start, stop, xc)
+    for lv in range(n_levels):
+        res = params[lv, 0]
+        dense = params[lv, 1]
+        side = params[lv, 2]
+        _cells(xc, m, res, cell, frac)
+        tl = table[lv]
+        for q in range(m):
+            r = _rows(cell[0, q], cell[1, q], cell[2, q], dense, side, t_size)
+            w = _weights(frac[0, q], frac[1, q], frac[2, q])
+            o = out_row + q
+            if n_feat == 2:
+                a0 = w[0] * tl[r[0], 0]
+                a1 = w[0] * tl[r[0], 1]
+                a0 += w[1] * tl[r[1], 0]
+                a1 += w[1] * tl[r[1], 1]
+                a0 += w[2] * tl[r[2], 0]
+                a1 += w[2] * tl[r[2], 1]
+                a0 += w[3] * tl[r[3], 0]
+                a1 += w[3] * tl[r[3], 1]
+                a0 += w[4] * tl[r[4], 0]
+                a1 += w[4] * tl[r[4], 1]
+                a0 += w[5] * tl[r[5], 0]
+                a1 += w[5] * tl[r[5], 1]
+                a0 += w[6] * tl[r[6], 0]
+                a1 += w[6] * tl[r[6], 1]
+                a0 += w[7] * tl[r[7], 0]
+                a1 += w[7] * tl[r[7], 1]
+                out[o, 2 * lv] = a0
+                out[o, 2 * lv + 1] = a1
+            else:
+                for f in range(n_feat):
+                    acc = w[0] * tl[r[0], f]
+                    acc += w[1] * tl[r[1], f]
+                    acc += w[2] * tl[r[2], f]
+                    acc += w[3] * tl[r[3], f]
+                    acc += w[4] * tl[r[4], f]
+                    acc += w[5] * tl[r[5], f]
+                    acc += w[6] * tl[r[6], f]
+                    acc += w[7] * tl[r[7], f]
+                    out[o, lv * n_feat + f] = acc
 
 
 @njit(parallel=True, fastmath=False, cache=True)
@@ -239,7 +248,7 @@ def encode_backward(x, grad_out, resolutions, grad_table, n_groups=0):
     _check_encode_shapes(x, grad_table, resolutions, grad_out)
     n_points = x.shape[0]
     n_levels, t_size, n_feat = grad_table.shape
-    params = _level_params(resolutions, t_size)
+    params = level_params(resolutions, t_size)
     if n_groups < 1 or n_groups > n_levels:
         n_groups = n_levels
     chunk = POINT_CHUNK

@@ -25,6 +25,8 @@ import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
+from nerfconf.avatar.hashgrid_kernels import encode_points
+
 #: Samples per chunk: 2048 x 80 float32 inputs and two 2048 x 64 activations fit in L2.
 CHUNK = 2048
 
@@ -103,19 +105,37 @@ def _colour_head(h, b, w_t, b_out, rgb):
         rgb[s, 2] = np.float32(1.0) / (np.float32(1.0) + np.exp(-a2))
 
 
+@njit(nogil=True, fastmath=True, cache=True)
+def _density_chunk(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
+    a = np.empty((enc.shape[0], w1.shape[1]), np.float32)
+    np.dot(enc, w1, a)
+    _bias_relu(a, b1)
+    np.dot(a, w2, hidden)
+    _density_head(hidden, b2, w_sigma, b_sigma, sigma)
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def density_mlp(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
     """``hidden = relu(relu(enc w1 + b1) w2 + b2)``, ``sigma = softplus(hidden . w_sigma + b_sigma)``."""
     n = enc.shape[0]
-    n_chunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(n_chunks):
+    for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
-        a = np.empty((hi - lo, w1.shape[1]), np.float32)
-        np.dot(enc[lo:hi], w1, a)
-        _bias_relu(a, b1)
-        np.dot(a, w2, hidden[lo:hi])
-        _density_head(hidden[lo:hi], b2, w_sigma, b_sigma, sigma[lo:hi])
+        _density_chunk(enc[lo:hi], w1, b1, w2, b2, w_sigma, b_sigma, hidden[lo:hi], sigma[lo:hi])
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def field_density(x, table, level_params, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
+    """``density_mlp`` of the hash encoding of points ``x`` (unit cube), chunk by chunk, so
+    that each chunk's encoding is used while it is still in cache."""
+    n = x.shape[0]
+    width = table.shape[0] * table.shape[2]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        enc = np.empty((hi - lo, width), np.float32)
+        encode_points(x, lo, hi, table, level_params, enc, 0)
+        _density_chunk(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden[lo:hi], sigma[lo:hi])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -195,14 +215,25 @@ class InferenceMlp:
         The hidden layer lives in a buffer that the next call overwrites: a frame's
         worth is tens of MB, and fresh pages for it each frame cost more than the products.
         """
-        if len(self._hidden) < len(enc) or self._hidden.shape[1] != self.hidden:
-            self._hidden = np.empty((max(len(enc), 2 * len(self._hidden)), self.hidden), np.float32)
-        hidden = self._hidden[: len(enc)]
-        sigma = np.empty(len(enc), np.float32)
+        hidden, sigma = self._outputs(len(enc))
         with self._single_threaded_blas():
             density_mlp(np.ascontiguousarray(enc, np.float32), self.w1, self.b1, self.w2, self.b2,
                         self.w_sigma, np.float32(self.b_sigma), hidden, sigma)
         return sigma, hidden
+
+    def density_at(self, x: np.ndarray, table: np.ndarray, level_params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``density`` of the hash encoding of unit-cube points ``x`` (S, 3) in the blended
+        ``table`` (``hashgrid_kernels.level_params`` gives ``level_params``)."""
+        hidden, sigma = self._outputs(len(x))
+        with self._single_threaded_blas():
+            field_density(x, table, level_params, self.w1, self.b1, self.w2, self.b2, self.w_sigma,
+                          np.float32(self.b_sigma), hidden, sigma)
+        return sigma, hidden
+
+    def _outputs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._hidden) < n:
+            self._hidden = np.empty((max(n, 2 * len(self._hidden)), self.hidden), np.float32)
+        return self._hidden[:n], np.empty(n, np.float32)
 
     def colour(self, hidden: np.ndarray, sel: np.ndarray, rays: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """RGB (len(sel), 3) of samples ``sel``, whose rays are ``rays[sel]`` with unit directions ``dirs``."""

@@ -32,5 +32,9 @@ def test_the_window_moves_the_view_with_arrow_keys(monkeypatch):
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_r))
         window.write(np.zeros((32, 32, 3), np.uint8))
         assert window.view is None
+        assert not window.closed
+        pygame.event.post(pygame.event.Event(pygame.QUIT))
+        window.write(np.zeros((32, 32, 3), np.uint8))
+        assert window.closed  # the receiver hangs up on this
     finally:
         window.close()

@@ -58,6 +58,8 @@ class ReceiverStats:
     render_dropped: int = 0
     display_dropped: int = 0
     faded: int = 0
+    #: the user closed the window, which hangs up the call
+    window_closed: bool = False
     playout: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -112,7 +114,7 @@ class Receiver:
         for t in threads:
             t.start()
         tasks = [asyncio.create_task(self._receive(recv, until)), asyncio.create_task(self._tick()),
-                 asyncio.create_task(self._send_feedback())]
+                 asyncio.create_task(self._send_feedback()), asyncio.create_task(self._watch_window())]
         waiter = asyncio.create_task(until.wait())
         try:
             await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -234,6 +236,12 @@ class Receiver:
                                              out.params.translation, self._current_view()))
             else:
                 self._display.put(("fade", out.index, period))
+
+    async def _watch_window(self, every: float = 0.1) -> None:
+        """Returns, which ends the call, once the user closed a window sink."""
+        while not any(getattr(sink, "closed", False) for sink in self.sinks):
+            await asyncio.sleep(every)
+        self.stats.window_closed = True
 
     def _current_view(self) -> View | None:
         """A window sink's live view (arrow keys, mouse) wins over the fixed one."""

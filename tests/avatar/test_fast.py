@@ -177,6 +177,23 @@ def test_inference_mlp_matches_the_field(bundle):
     np.testing.assert_allclose(rgb, rgb_ref.numpy()[sel], atol=1e-5)
 
 
+def test_density_at_points_matches_encoding_then_density(bundle):
+    from nerfconf.avatar import hashgrid_kernels as HK
+
+    field = bundle.field
+    mlp = InferenceMlp.from_field(field)
+    x = np.random.default_rng(3).random((CHUNK + 77, 3), dtype=np.float32)
+    table = field.encoding.tables.detach()[0].float().contiguous().numpy()  # the neutral table
+    resolutions = np.asarray(field.encoding.resolutions, np.int32)
+    enc = np.empty((len(x), table.shape[0] * table.shape[2]), np.float32)
+    HK.encode_forward(x, table, resolutions, enc)
+    sigma_ref, hidden_ref = (a.copy() for a in mlp.density(enc))
+    sigma, hidden = mlp.density_at(x, table, HK.level_params(resolutions, table.shape[1]))
+    np.testing.assert_allclose(sigma, sigma_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hidden, hidden_ref, rtol=1e-5, atol=1e-6)
+    assert sigma.std() > 0  # not a constant field
+
+
 def test_ray_kernel_matches_camera_rays_and_box(bundle):
     rot = angles_to_rotation(np.radians([12.0, -7.0, 5.0]))
     cam = Camera(rot, np.array([0.02, -0.03, -0.9]), 150.0, 32)

@@ -8,10 +8,10 @@ Measured on the 2-core AMD EPYC this project runs on (``nerfconf bench render``)
 - the products stay fast only when their operands sit in cache, so samples go in
   chunks of ``CHUNK`` rows, and each chunk runs all of a network's layers before the
   next starts; bias, ReLU and the output heads are loops over the chunk, still in cache;
-- one chunk per core with single-threaded BLAS was 2x faster than OpenBLAS splitting
+- one chunk per core with single-threaded BLAS was 1.8x faster than OpenBLAS splitting
   each product over both cores, so the chunks run in a numba ``prange`` (numba's
   ``np.dot`` calls scipy's BLAS) and ``threadpoolctl`` keeps that BLAS to one thread
-  while a network runs. Python worker threads did the same work 1.5x slower, because
+  while a network runs. Python worker threads did the same work 1.4x slower, because
   numba's OpenMP threads spin after every parallel region and took their cores.
 
 ``InferenceMlp`` computes ``BlendshapeField``'s function (tested against it).

@@ -79,7 +79,7 @@ def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolut
     from nerfconf.pipeline.demo import DemoSettings, run_demo  # noqa: PLC0415
     from nerfconf.pipeline.demo_clip import DEMO_CLIP  # noqa: PLC0415
 
-    say = print if progress else (lambda *_: None)
+    say = print if progress else (lambda *_, **__: None)
     bundle_dir = Path(bundle_dir)
     bundle = AvatarBundle.load(bundle_dir)
     say("timing each module alone: extract, encode, decode, generate ...", flush=True)

@@ -63,6 +63,9 @@ class Sender:
         #: seq -> the parameter vector handed to the encoder, when recording
         self.sent: dict[int, np.ndarray] | None = {} if record else None
         self._stop = threading.Event()
+        # Capture starts once the extractor has loaded its models: frames captured during that
+        # second would reach the receiver late and teach its jitter buffer a delay the call never needs.
+        self._extractor_ready = threading.Event()
         self.error: BaseException | None = None
 
     def stop(self) -> None:
@@ -115,6 +118,10 @@ class Sender:
         return self.stats
 
     def _capture(self, out: DropOldest[Frame]) -> None:
+        while not self._extractor_ready.wait(0.05):
+            if self._stop.is_set():
+                out.close()
+                return
         try:
             for frame in frames(self.source, stop=self._stop.is_set):
                 out.put(frame)
@@ -132,6 +139,7 @@ class Sender:
             model_size = (cam.width, cam.height)
             framing: dict[tuple[int, int], CropBox | None] = {}
             with Extractor(self.face_model) as extractor:
+                self._extractor_ready.set()
                 while (frame := inp.get()) is not None:
                     t_in = time.monotonic()
                     size = (frame.image.shape[1], frame.image.shape[0])
@@ -153,6 +161,7 @@ class Sender:
         except Exception as exc:  # noqa: BLE001
             self.error = exc
         finally:
+            self._stop.set()  # a capture still waiting for the extractor gives up
             out.put_threadsafe(None)
 
 

@@ -85,3 +85,15 @@ def test_memory_is_bounded_by_capacity():
     for i in range(0, 10_000, 3):
         b.push(_p(i), i / FPS)
     assert len(b) <= 32
+
+
+def test_next_ready_says_whether_the_next_slot_can_start_early():
+    buf = PlayoutBuffer(PlayoutConfig(fps=20.0, k_frames=2, adaptive=False))
+    assert not buf.next_ready()  # nothing yet
+    buf.push(_p(0), 1.0)
+    assert buf.next_ready()
+    out = buf.pop(buf.next_due())  # a receiver may pop at the due time, before the clock reaches it
+    assert out.kind == "shown" and out.index == 0
+    assert not buf.next_ready()  # frame 1 has not arrived
+    buf.push(_p(1), 1.06)
+    assert buf.next_ready()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
@@ -89,6 +90,8 @@ class Receiver:
         self._acks: list[int] = []
         self._want_iframe = False
         self._arrived = asyncio.Event()
+        #: seconds each of the last renders took, for starting frames early enough to show on time
+        self._render_s: deque[float] = deque(maxlen=20)
         self.fps = fps
         self.sinks = sinks or []
         self.view = view
@@ -212,7 +215,13 @@ class Receiver:
     # -- playout and rendering ----------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Plays each slot at its due time: the frame goes to the renderer, or the display fades."""
+        """Plays each slot: the frame goes to the renderer so that it is on screen at the slot's due
+        time, or, for a slot with nothing to show, the display fades.
+
+        The due time is when a frame should be *shown*, so a frame that has arrived goes to the
+        renderer one render time early. A frame not yet there is waited for until the slot is due,
+        and concealed after that.
+        """
         period = 1.0 / self.fps
         while True:
             if self.error is not None:
@@ -222,10 +231,19 @@ class Receiver:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            delay = due - time.monotonic()
+            start = due - self._render_lead() if self.playout.next_ready() else due
+            delay = start - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
-            out = self.playout.pop(time.monotonic())
+                self._arrived.clear()
+                # A frame arriving meanwhile may move the start earlier. asyncio.timeout, not
+                # wait_for: in 3.11 wait_for can swallow the cancellation that ends the call.
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    pass
+                continue
+            out = self.playout.pop(max(time.monotonic(), due))
             if out is None:
                 continue
             seq = self._seq_of.pop(out.index, -1) if out.kind == "shown" else -1
@@ -242,6 +260,11 @@ class Receiver:
         while not any(getattr(sink, "closed", False) for sink in self.sinks):
             await asyncio.sleep(every)
         self.stats.window_closed = True
+
+    def _render_lead(self) -> float:
+        """How long a frame takes to render here: the median of the last renders, in seconds."""
+        recent = list(self._render_s)  # one C-level copy: the collect thread appends meanwhile
+        return float(np.median(recent)) if recent else 0.0
 
     def _current_view(self) -> View | None:
         """A window sink's live view (arrow keys, mouse) wins over the fixed one."""
@@ -260,6 +283,7 @@ class Receiver:
                 return
             if result is not None:
                 self.stats.rendered += 1
+                self._render_s.append(result.t_out - result.t_in)
                 if result.key >= 0:
                     self.stamps.mark(result.key, "render_in", result.t_in)
                     self.stamps.mark(result.key, "render_out", result.t_out)

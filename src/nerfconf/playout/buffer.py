@@ -147,6 +147,10 @@ class PlayoutBuffer:
             return None
         return self._next / self.config.fps + self._offset
 
+    def next_ready(self) -> bool:
+        """Whether the frame of the next slot has arrived."""
+        return self._next is not None and self._next in self._frames
+
     def pop(self, now: float) -> PlayoutFrame | None:
         """The frame for the slot due at ``now``, or None if no slot is due yet.
 

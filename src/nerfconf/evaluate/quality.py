@@ -118,7 +118,7 @@ def evaluate_quality(
 
     bundle = AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress)
-    render = _fast_frames(bundle, held) if fast else _reference_frames(bundle, held, samples)
+    render = _fast_frames(bundle, held, probe(video).fps or 25.0) if fast else _reference_frames(bundle, held, samples)
     rendered, ms = [], []
     items = range(len(held.cameras))
     if progress:
@@ -156,11 +156,11 @@ def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):
     return render
 
 
-def _fast_frames(bundle: AvatarBundle, held: HeldOut):
+def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
     from nerfconf.bench.render import track_from_cameras  # noqa: PLC0415
 
-    track = track_from_cameras(held.expressions, held.cameras, held.indices.astype(np.float64), "held out")
+    track = track_from_cameras(held.expressions, held.cameras, held.indices / fps, "held out")
     renderer = Renderer(bundle)
     renderer.prewarm()
     return lambda i: renderer.render(track.params(i)).image

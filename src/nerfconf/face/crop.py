@@ -34,9 +34,18 @@ def head_crop(landmarks: np.ndarray, image_size: tuple[int, int]) -> CropBox:
     wander = float(np.percentile(np.abs(centres - np.median(centres, axis=0)), 95, axis=0).max())
     side = int(round(CROP_FACE_HEIGHTS * height + 2 * wander))
     side = min(side, max(image_size))
-    x0 = int(round(centre[0] - side / 2))
-    y0 = int(round(centre[1] - side / 2))
-    return CropBox(x0, y0, side)
+    return CropBox(_place(centre[0], side, image_size[0]), _place(centre[1], side, image_size[1]), side)
+
+
+def _place(centre: float, side: int, extent: int) -> int:
+    """The crop's start along one axis: centred on the head, but slid inside the frame where it fits.
+
+    Padding is black, and black beside a dark suit reads as person to the segmenter,
+    so a crop that can lie inside the frame does.
+    """
+    if side >= extent:
+        return (extent - side) // 2
+    return min(max(int(round(centre - side / 2)), 0), extent - side)
 
 
 def model_framing(crop_json: str | None, frame_size: tuple[int, int], model_size: tuple[int, int]) -> CropBox | None:

@@ -53,3 +53,28 @@ def test_crop_pads_outside_the_image():
     out = CropBox(-5, -5, 10).apply(image)
     assert out[0, 0].tolist() == [0, 0, 0] and out[9, 9].tolist() == [7, 7, 7]
     assert CropBox(0, 0, 10).apply(image, 4).shape == (4, 4, 3)
+
+
+def test_the_crops_black_padding_is_never_head():
+    # cnn2's head-centred crop ran 25 source rows past the bottom of the frame. Beside the
+    # anchor's dark suit the segmenter called that black padding "person" (frames 66 to 95
+    # among others), and the held-out frames scored a black bar the avatar cannot render.
+    crop = CropBox(6, 25, 512)
+    _, data, used = prepare(shared_data("cnn2_25fps.mp4"), resolution=128, test_frames=40, max_frames=100,
+                            crop=crop)
+    assert used == crop
+    padding = crop.coverage((512, 512), 128) == 0
+    # 25 / 4 rows at the bottom, 6 / 4 columns at the right
+    assert padding[-6:].all() and padding[:, -1].all() and not padding[:-7, :-2].any()
+    assert data.alphas[:, padding].max() == 0
+    assert data.images[:, padding].min() == 255
+
+
+def test_crop_coverage_marks_the_padding():
+    crop = CropBox(-4, -4, 10)
+    cov = crop.coverage((10, 10))
+    assert cov[:4].max() == 0 and cov[:, :4].max() == 0 and cov[4:, 4:].min() == 1
+    small = crop.coverage((10, 10), 4)  # 2.5 source pixels per output pixel
+    assert small.shape == (4, 4) and small[0, 0] == 0 and small[-1, -1] == 1
+    assert small[1, 3] == pytest.approx(0.4)  # rows 2.5 to 5 of the crop, of which 4 to 5 are in the frame
+    assert CropBox(0, 0, 10).coverage((10, 10), 4).min() == 1

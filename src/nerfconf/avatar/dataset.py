@@ -137,10 +137,11 @@ def prepare(
         total = min(info.frames, max_frames) if max_frames else info.frames
         frames = tqdm(frames, unit="frame", desc="landmarks and head masks", total=total or None)
     images, alphas, points, times = [], [], [], []
+    inside = crop.coverage((info.width, info.height), resolution) if crop is not None else 1.0
     with FaceMeshDetector(stream=True) as detector, HeadSegmenter() as segmenter:
         for frame in frames:
             lm = detector.detect(frame.image)
-            alpha = segmenter.mask(frame.image, lm)
+            alpha = segmenter.mask(frame.image, lm) * inside  # the crop's padding is never head
             images.append(compose_on_white(frame.image, alpha))
             alphas.append(np.round(alpha * 255).astype(np.uint8))
             points.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan))

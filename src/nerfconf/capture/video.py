@@ -52,6 +52,24 @@ class CropBox:
             out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if size < self.side else cv2.INTER_CUBIC)
         return out
 
+    def coverage(self, frame_size: tuple[int, int], size: int | None = None) -> np.ndarray:
+        """float32 (S, S) in [0, 1]: how much of each output pixel comes from the frame, not the black padding.
+
+        ``frame_size`` is the source's (width, height); ``size`` the output side, as in :meth:`apply`.
+        """
+        w, h = frame_size
+        inside = np.zeros((self.side, self.side), np.float32)
+        xs, ys = max(0, self.x0), max(0, self.y0)
+        xe, ye = min(w, self.x0 + self.side), min(h, self.y0 + self.side)
+        if xe > xs and ye > ys:
+            inside[ys - self.y0 : ye - self.y0, xs - self.x0 : xe - self.x0] = 1.0
+        if size is not None and size != self.side:
+            import cv2  # noqa: PLC0415
+
+            # Area averaging gives border pixels their covered fraction; never more than 1.
+            inside = np.clip(cv2.resize(inside, (size, size), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+        return inside
+
 
 def probe(path: str | Path) -> VideoInfo:
     path = Path(path)

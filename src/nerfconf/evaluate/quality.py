@@ -63,7 +63,9 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     k = model.n_expression
     smooth = OneEuroFilter(model.param_std)
     first = 0 if with_training else start
-    frames = read_frames(video, start=first, size=r, crop=bundle_crop(bundle))
+    crop = bundle_crop(bundle)
+    inside = crop.coverage((info.width, info.height), r) if crop is not None else 1.0
+    frames = read_frames(video, start=first, size=r, crop=crop)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
@@ -79,7 +81,7 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
             if frame.index < start:
                 train.append(p)
                 continue
-            alpha = segmenter.mask(frame.image, lm)
+            alpha = segmenter.mask(frame.image, lm) * inside  # as the avatar's training frames
             refs.append(compose_on_white(frame.image, alpha))
             masks.append(alpha)
             params.append(p)

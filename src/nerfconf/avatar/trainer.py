@@ -204,16 +204,19 @@ class Trainer:
         if progress:
             from tqdm import tqdm  # noqa: PLC0415
 
-            bar = tqdm(total=cfg.iterations, initial=self.state.iteration, unit="it", desc="training")
+            # The bar counts the run's progress, not iterations: with a time budget the run ends on the
+            # clock, and a bar over --iters would show a wrong total and ETA.
+            bar = tqdm(total=100.0, initial=100 * self.progress(), desc="training",
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         try:
             while self.progress() < 1.0:
                 t0 = time.perf_counter()
                 stats = self.step()
                 self.state.seconds += time.perf_counter() - t0
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(psnr=f"{stats['psnr']:.2f}", occ=f"{self.occupancy.fraction():.2f}",
-                                    done=f"{100 * self.progress():.0f}%")
+                    bar.update(100 * self.progress() - bar.n)
+                    bar.set_postfix(it=self.state.iteration, psnr=f"{stats['psnr']:.2f}",
+                                    occ=f"{self.occupancy.fraction():.2f}")
                 if on_step is not None:
                     on_step(stats)
                 if self.state.iteration % cfg.checkpoint_every == 0:

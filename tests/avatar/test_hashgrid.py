@@ -256,3 +256,10 @@ def test_reused_gradient_memory_never_overwrites_a_gradient_still_held():
         grid.tables.grad, ref_grad(ups[2]) + ref_grad(ups[1]), rtol=1e-5, atol=1e-5
     )
     assert not np.shares_memory(held.numpy(), grid.tables.grad.numpy())
+
+
+def test_blend_weights_are_coefficients_over_their_scale():
+    cfg = HashGridConfig(levels=2, features=2, log2_table=8, min_resolution=4, max_resolution=8, n_tables=3)
+    assert BlendedHashGrid(cfg).weights(torch.tensor([2.0, -3.0])).tolist() == [1.0, 2.0, -3.0]
+    scaled = BlendedHashGrid(cfg, expression_scale=(2.0, 0.5))
+    assert scaled.weights(torch.tensor([2.0, -3.0])).tolist() == [1.0, 1.0, -6.0]

@@ -125,10 +125,18 @@ def _bundle(clip, field=None):
 
 
 def test_bundle_round_trip_renders_the_same(clip, tmp_path):
-    bundle = _bundle(clip)
+    model, _ = clip
+    k = model.n_expression
+    scale = tuple(float(v) for v in np.linspace(0.5, 4.0, k))
+    field = BlendshapeField(FieldConfig(n_expression=k, expression_scale=scale, **TINY))
+    with torch.no_grad():
+        field.encoding.tables[1:].uniform_(-0.5, 0.5)  # expressions that matter, so their scale shows
+    bundle = _bundle(clip, field)
     bundle.save(tmp_path / "b")
     loaded = AvatarBundle.load(tmp_path / "b")
     assert loaded.resolution == bundle.resolution and loaded.codec.tag == bundle.codec.tag
+    assert loaded.field.config.expression_scale == scale
+    assert torch.equal(loaded.field.encoding.inverse_scale, field.encoding.inverse_scale)
     _, data = clip
     cam = camera_of(data, 0)
     o, d = cam.rays(cam.all_pixels()[:500])
@@ -151,3 +159,9 @@ def test_wrong_or_corrupt_bundles_are_refused(clip, tmp_path):
         AvatarBundle.load(tmp_path / "b")
     with pytest.raises(BundleError, match="not an avatar bundle"):
         AvatarBundle.load(tmp_path)
+    _bundle(clip).save(tmp_path / "b")
+    k = meta["field"]["n_expression"]
+    (tmp_path / "b" / "bundle.json").write_text(
+        json.dumps({**meta, "field": {**meta["field"], "expression_scale": [1.0] * (k - 1)}}))
+    with pytest.raises(BundleError, match=f"expression_scale needs {k} positive values"):
+        AvatarBundle.load(tmp_path / "b")

@@ -26,7 +26,8 @@ TINY = dict(levels=4, features=2, log2_table=10, min_resolution=8, max_resolutio
 
 def tiny_bundle(seed: int = 0) -> AvatarBundle:
     g = torch.Generator().manual_seed(seed)
-    field = BlendshapeField(FieldConfig(n_expression=K, **TINY))
+    # Uneven expression scales, so a renderer that forgot them would not match the reference.
+    field = BlendshapeField(FieldConfig(n_expression=K, expression_scale=(0.5, 2.0, 1.0, 1.25), **TINY))
     enc = field.encoding
     with torch.no_grad():
         # texture: random features on every level, moving with the expression tables

@@ -61,7 +61,10 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
         model.save(work)
     k = model.n_expression
     bounds = (model.bounds_lo[:k].astype(np.float32), model.bounds_hi[:k].astype(np.float32))
-    field_config = FieldConfig(n_expression=k, log2_table=config.log2_table)
+    # Blend weights in units of each coefficient's spread over the training frames.
+    spread = np.maximum(data.expressions[data.train_indices].std(axis=0), 1e-3)
+    field_config = FieldConfig(n_expression=k, log2_table=config.log2_table,
+                               expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
                                bf16_mlp=config.bf16_mlp)
     trainer = Trainer(data, field_config, train_config, bounds, work)

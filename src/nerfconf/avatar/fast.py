@@ -151,6 +151,7 @@ class Renderer:
         k = self.n_expression
         self._expr_lo = model.bounds_lo[:k].astype(np.float32)
         self._expr_hi = model.bounds_hi[:k].astype(np.float32)
+        self._inverse_scale = field.encoding.inverse_scale.numpy().astype(np.float32)
         # Without transmitted translation the head sits where it sat on average in enrollment.
         self.default_translation = rest_translation(bundle)
         self.head_centre = np.asarray(cfg.box_centre, np.float64)
@@ -297,7 +298,7 @@ class Renderer:
         s = self.settings
         stats: dict[str, float] = {}
         t0 = time.perf_counter()
-        weights = np.concatenate([[1.0], expression]).astype(np.float32)
+        weights = np.concatenate([[1.0], expression * self._inverse_scale]).astype(np.float32)
         table = HK.blend(self._tables, weights)
         t1 = time.perf_counter()
         stats["blend_ms"] = (t1 - t0) * 1e3

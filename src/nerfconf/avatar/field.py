@@ -29,6 +29,14 @@ class FieldConfig:
     #: half-size of the head box in metres, and its centre in the head frame
     box_half: tuple[float, float, float] = (0.12, 0.17, 0.11)
     box_centre: tuple[float, float, float] = (0.0, 0.0, 0.03)
+    #: each expression coefficient's blend weight is e_k / expression_scale[k] (enrollment sets its
+    #: spread); None is 1, as in bundles made before 2026-11-24
+    expression_scale: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        scale = self.expression_scale
+        if scale is not None and (len(scale) != self.n_expression or not all(v > 0 for v in scale)):
+            raise ValueError(f"expression_scale needs {self.n_expression} positive values, got {scale}")
 
     def grid(self) -> HashGridConfig:
         return HashGridConfig(
@@ -75,7 +83,7 @@ class BlendshapeField(nn.Module):
     def __init__(self, config: FieldConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoding = BlendedHashGrid(config.grid())
+        self.encoding = BlendedHashGrid(config.grid(), expression_scale=config.expression_scale)
         width = config.hidden
         self.density_net = nn.Sequential(
             nn.Linear(self.encoding.config.output_dim, width),

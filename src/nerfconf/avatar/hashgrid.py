@@ -282,10 +282,16 @@ class BlendedHashGrid(torch.nn.Module):
     (the neutral weight 1 is prepended here) -> features (N, L*F).
     """
 
-    def __init__(self, config: HashGridConfig | None = None, *, generator=None) -> None:
+    def __init__(self, config: HashGridConfig | None = None, *, generator=None,
+                 expression_scale: tuple[float, ...] | None = None) -> None:
         super().__init__()
         self.config = config or HashGridConfig()
         c = self.config
+        # Raw face-model coefficients spread from 2 to 20 (mm along each basis vector). Blended as
+        # they are, a table's Adam step moves the blend by up to 80x the neutral table's, and the
+        # wide components learn per-frame detail that does not carry over to new frames.
+        scale = torch.ones(c.n_tables - 1) if expression_scale is None else torch.tensor(expression_scale)
+        self.register_buffer("inverse_scale", 1.0 / scale.float(), persistent=False)
         tables = torch.empty(c.n_tables, c.levels, c.table_size, c.features)
         tables.uniform_(-INIT_SCALE, INIT_SCALE, generator=generator)
         self.tables = torch.nn.Parameter(tables)
@@ -297,12 +303,13 @@ class BlendedHashGrid(torch.nn.Module):
         return self.config.output_dim
 
     def weights(self, expression: torch.Tensor) -> torch.Tensor:
-        """The K+1 blend weights ``[1, e_1, ..., e_K]`` for expression coefficients (K,)."""
+        """The K+1 blend weights ``[1, e_1 / s_1, ..., e_K / s_K]`` for expression coefficients (K,)."""
         k = self.config.n_expression
         if expression.shape != (k,):
             raise ValueError(f"expected {k} expression coefficients, got {tuple(expression.shape)}")
         one = torch.ones(1, dtype=self.tables.dtype, device=self.tables.device)
-        return torch.cat([one, expression.to(self.tables.dtype)])
+        scaled = expression.to(self.tables.dtype) * self.inverse_scale.to(self.tables.device)
+        return torch.cat([one, scaled])
 
     def blended_table(self, expression: torch.Tensor) -> torch.Tensor:
         """The frame's blended table (L, T, F); wrap in ``torch.no_grad()`` for inference."""

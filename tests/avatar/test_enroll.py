@@ -1,0 +1,29 @@
+"""``enroll`` end to end on a short real clip, at a tiny resolution and a few iterations."""
+
+import numpy as np
+import pytest
+
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.dataset import AvatarData
+from nerfconf.avatar.enroll import EnrollConfig, enroll
+
+from ..conftest import shared_data
+
+
+def test_enroll_writes_a_bundle_and_resumes(tmp_path):
+    video, out = shared_data("short_1.mp4"), tmp_path / "avatar"
+    config = EnrollConfig(resolution=48, test_frames=20, n_expression=6, log2_table=10, iterations=20)
+    bundle = enroll(video, out, config, progress=False)
+    loaded = AvatarBundle.load(out)
+    assert loaded.resolution == 48 and loaded.metadata["training"]["iterations"] == 20
+    # Blend weights are the coefficients in units of their spread over the training frames.
+    data = AvatarData.load(out / ".work" / "frames.npz")
+    spread = data.expressions[data.train_indices].std(axis=0)
+    assert np.allclose(loaded.field.config.expression_scale, spread, rtol=1e-3)
+    assert bundle.field.config == loaded.field.config
+
+    # Run again with more iterations: it resumes from the checkpoint instead of starting over.
+    again = enroll(video, out, EnrollConfig(**{**config.__dict__, "iterations": 30}), progress=False)
+    assert again.metadata["training"]["iterations"] == 30
+    with pytest.raises(ValueError, match="other settings"):
+        enroll(video, out, EnrollConfig(**{**config.__dict__, "resolution": 64}), progress=False)

@@ -35,6 +35,8 @@ class EnrollConfig:
     device: str = "cpu"
     #: MLPs in bfloat16 during training (None: where the hardware has it natively)
     bf16_mlp: bool | None = None
+    #: Gaussian noise on the training expressions, in units of each coefficient's spread
+    expression_noise: float = 0.0
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -66,7 +68,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     field_config = FieldConfig(n_expression=k, log2_table=config.log2_table,
                                expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
-                               bf16_mlp=config.bf16_mlp)
+                               bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise)
     trainer = Trainer(data, field_config, train_config, bounds, work)
     trainer.load_checkpoint()
     started = time.time()

@@ -20,9 +20,12 @@ def enroll(args: argparse.Namespace) -> int:
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
 
     apply_training_options(args)
+    if not 0.0 <= args.expression_noise <= 2.0:
+        raise UserError(f"--expression-noise {args.expression_noise}: must lie in [0, 2] (spreads)")
     config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
                           log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
-                          device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision])
+                          device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision],
+                          expression_noise=args.expression_noise)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -50,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="training-time budget in minutes (over resumed runs together); the learning-rate schedule "
                    "follows whichever of --iters and this budget runs out first")
+    p.add_argument("--expression-noise", type=float, default=0.0,
+                   help="Gaussian noise added to each training frame's expression, in units of each "
+                   "coefficient's spread: teaches the avatar expressions between the ones it saw (default 0)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -57,6 +57,16 @@ class RenderError(ValueError):
     """Parameters, resolution, device or background that cannot be rendered."""
 
 
+#: adaptive upsampling's coarsest grid spans at most this fraction of the image: interpolating
+#: across a larger share of a small image misses detail (at 96 px, 4-pixel steps gave 39 dB)
+UPSAMPLE_MAX_STEP = 1 / 64
+
+
+def _upsample_levels_for(resolution: int) -> int:
+    """Most upsampling levels at this resolution: 2 from 256 px, 1 from 128 px, none below."""
+    return max(int(np.floor(np.log2(max(resolution * UPSAMPLE_MAX_STEP, 1.0)))), 0)
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """Knobs of the fast path; the defaults keep it within 40 dB PSNR of the reference."""
@@ -315,7 +325,7 @@ class Renderer:
         m.fresh = m.guided.copy()
         hit = m.far > m.near
         stats["rays_in_box"] = int(hit.sum())
-        levels = s.upsample_levels if s.upsample_tolerance > 0 else 0
+        levels = min(s.upsample_levels, _upsample_levels_for(self.resolution)) if s.upsample_tolerance > 0 else 0
         stride = 1 << levels
         grid = np.zeros((res, res), bool)
         grid[::stride, ::stride] = True

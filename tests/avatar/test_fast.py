@@ -49,8 +49,9 @@ def test_fast_path_is_within_40_db_of_the_reference(renderer):
     assert min(scores) >= 40.0, scores
 
 
-@pytest.mark.parametrize("settings", [RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.05),
-                                      RenderSettings(upsample_tolerance=255, upsample_levels=3)])
+@pytest.mark.parametrize("settings", [
+    RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.05),
+    RenderSettings(upsample_tolerance=255, upsample_levels=3, upsample_max_step=1.0)])
 def test_the_fidelity_check_fails_a_renderer_that_cuts_corners(bundle, settings):
     scores = _fidelity(Renderer(bundle, settings=settings), tiny_track(), range(2))
     assert max(scores) < 40.0, scores
@@ -218,3 +219,12 @@ def test_sample_avatar_held_out_frames_within_40_db():
     r = Renderer(bundle, resolution=96)
     scores = _fidelity(r, track, (10, 150))
     assert min(scores) >= 40.0, scores
+
+
+def test_upsampling_uses_fewer_levels_on_small_images():
+    s = RenderSettings()
+    assert [s.upsampling_levels(r) for r in (64, 96, 128, 255, 256, 512)] == [0, 0, 1, 1, 2, 2]
+    assert RenderSettings(upsample_tolerance=0).upsampling_levels(512) == 0
+    assert RenderSettings(upsample_max_step=1.0).upsampling_levels(64) == 2
+    with pytest.raises(RenderError, match="upsample_max_step"):
+        RenderSettings(upsample_max_step=0.0)

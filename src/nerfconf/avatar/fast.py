@@ -57,16 +57,6 @@ class RenderError(ValueError):
     """Parameters, resolution, device or background that cannot be rendered."""
 
 
-#: adaptive upsampling's coarsest grid spans at most this fraction of the image: interpolating
-#: across a larger share of a small image misses detail (at 96 px, 4-pixel steps gave 39 dB)
-UPSAMPLE_MAX_STEP = 1 / 64
-
-
-def _upsample_levels_for(resolution: int) -> int:
-    """Most upsampling levels at this resolution: 2 from 256 px, 1 from 128 px, none below."""
-    return max(int(np.floor(np.log2(max(resolution * UPSAMPLE_MAX_STEP, 1.0)))), 0)
-
-
 @dataclass(frozen=True)
 class RenderSettings:
     """Knobs of the fast path; the defaults keep it within 40 dB PSNR of the reference."""
@@ -93,6 +83,10 @@ class RenderSettings:
     upsample_tolerance: float = 16.0
     #: grids of adaptive upsampling: 1 marches a quarter of the pixels first, 2 a sixteenth
     upsample_levels: int = 2
+    #: ... but the coarsest grid's step spans at most this fraction of the image: interpolating
+    #: across a larger share of a small image misses detail (at 96 px, 4-pixel steps gave 39 dB).
+    #: With the default, 2 levels from 256 px, 1 from 128 px, none below.
+    upsample_max_step: float = 1 / 64
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.t_min < 1.0 or not 0.0 <= self.colour_weight_min < 1.0:
@@ -101,6 +95,15 @@ class RenderSettings:
             raise RenderError("guide_margin and probe_radius must be >= 0, upsample_levels 0..4")
         if self.probe_factor not in (1, 2, 4, 8) or self.upsample_tolerance < 0 or self.probe_alpha < 0:
             raise RenderError("probe_factor must be 1, 2, 4 or 8; tolerances and thresholds >= 0")
+        if not 0.0 < self.upsample_max_step <= 1.0:
+            raise RenderError("upsample_max_step must be in (0, 1]")
+
+    def upsampling_levels(self, resolution: int) -> int:
+        """Upsampling levels used at this resolution (``upsample_levels``, capped by ``upsample_max_step``)."""
+        if self.upsample_tolerance <= 0:
+            return 0
+        cap = int(np.floor(np.log2(max(resolution * self.upsample_max_step, 1.0))))
+        return min(self.upsample_levels, cap)
 
     @classmethod
     def parse(cls, items: list[str]) -> RenderSettings:
@@ -325,7 +328,7 @@ class Renderer:
         m.fresh = m.guided.copy()
         hit = m.far > m.near
         stats["rays_in_box"] = int(hit.sum())
-        levels = min(s.upsample_levels, _upsample_levels_for(self.resolution)) if s.upsample_tolerance > 0 else 0
+        levels = s.upsampling_levels(self.resolution)
         stride = 1 << levels
         grid = np.zeros((res, res), bool)
         grid[::stride, ::stride] = True

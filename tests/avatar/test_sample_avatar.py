@@ -13,8 +13,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 
 def test_sample_avatar_renders_a_face_in_front_of_white():
     bundle = AvatarBundle.load(SAMPLE)
-    assert bundle.resolution == 256 and bundle.codec.layout.dims == 49
-    expression = torch.zeros(46)  # coefficients are zero-mean: the person's average face
+    k = bundle.face_model.n_expression
+    assert bundle.resolution == 256 and bundle.codec.layout.dims == k + 3  # expression and rotation
+    expression = torch.zeros(k)  # coefficients are zero-mean: the person's average face
     # frontal camera at about the enrollment distance
     distance = 1.3
     cam = Camera(np.eye(3), np.array([0.0, 0.0, -distance]), bundle.focal, bundle.resolution)

@@ -39,13 +39,20 @@ class CropBox:
         if self.side < 8:
             raise ValueError(f"crop side must be at least 8 pixels, got {self.side}")
 
+    def _overlap(self, w: int, h: int) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+        """(rows, cols) in the crop and in a w x h frame where the two overlap; None if nowhere."""
+        xs, ys = max(0, self.x0), max(0, self.y0)
+        xe, ye = min(w, self.x0 + self.side), min(h, self.y0 + self.side)
+        if xe <= xs or ye <= ys:
+            return None
+        return ((slice(ys - self.y0, ye - self.y0), slice(xs - self.x0, xe - self.x0)),
+                (slice(ys, ye), slice(xs, xe)))
+
     def apply(self, image: np.ndarray, size: int | None = None) -> np.ndarray:
         h, w = image.shape[:2]
         out = np.zeros((self.side, self.side, 3), np.uint8)
-        xs, ys = max(0, self.x0), max(0, self.y0)
-        xe, ye = min(w, self.x0 + self.side), min(h, self.y0 + self.side)
-        if xe > xs and ye > ys:
-            out[ys - self.y0 : ye - self.y0, xs - self.x0 : xe - self.x0] = image[ys:ye, xs:xe]
+        if (overlap := self._overlap(w, h)) is not None:
+            out[overlap[0]] = image[overlap[1]]
         if size is not None and size != self.side:
             import cv2  # noqa: PLC0415
 
@@ -57,12 +64,9 @@ class CropBox:
 
         ``frame_size`` is the source's (width, height); ``size`` the output side, as in :meth:`apply`.
         """
-        w, h = frame_size
         inside = np.zeros((self.side, self.side), np.float32)
-        xs, ys = max(0, self.x0), max(0, self.y0)
-        xe, ye = min(w, self.x0 + self.side), min(h, self.y0 + self.side)
-        if xe > xs and ye > ys:
-            inside[ys - self.y0 : ye - self.y0, xs - self.x0 : xe - self.x0] = 1.0
+        if (overlap := self._overlap(*frame_size)) is not None:
+            inside[overlap[0]] = 1.0
         if size is not None and size != self.side:
             import cv2  # noqa: PLC0415
 

@@ -27,10 +27,10 @@ from nerfconf.capture.video import CropBox, probe, read_frames
 from nerfconf.face.crop import head_crop
 from nerfconf.face.enroll import fit_from_landmarks, smoothed_params
 from nerfconf.face.extract import detect_all
-from nerfconf.face.landmarks import N_LANDMARKS, FaceMeshDetector
+from nerfconf.face.landmarks import N_LANDMARKS
 from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import HeadSegmenter, compose_on_white
+from nerfconf.face.segment import head_frames
 
 DATASET_FORMAT = 1
 
@@ -130,22 +130,18 @@ def prepare(
     info = probe(video)
     if crop is None and auto_crop:
         crop = choose_crop(video, progress)
-    frames = read_frames(video, stop=max_frames, size=resolution, crop=crop)
+    frames = head_frames(video, stop=max_frames, size=resolution, crop=crop)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
         total = min(info.frames, max_frames) if max_frames else info.frames
         frames = tqdm(frames, unit="frame", desc="landmarks and head masks", total=total or None)
     images, alphas, points, times = [], [], [], []
-    inside = crop.coverage((info.width, info.height), resolution) if crop is not None else 1.0
-    with FaceMeshDetector(stream=True) as detector, HeadSegmenter() as segmenter:
-        for frame in frames:
-            lm = detector.detect(frame.image)
-            alpha = segmenter.mask(frame.image, lm) * inside  # the crop's padding is never head
-            images.append(compose_on_white(frame.image, alpha))
-            alphas.append(np.round(alpha * 255).astype(np.uint8))
-            points.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan))
-            times.append(frame.t_capture)
+    for white, alpha, lm in frames:
+        images.append(white.image)
+        alphas.append(np.round(alpha * 255).astype(np.uint8))
+        points.append(lm if lm is not None else np.full((N_LANDMARKS, 3), np.nan))
+        times.append(white.t_capture)
     landmarks, times_arr = np.stack(points), np.array(times)
     n = len(landmarks)
     # The source camera's field of view, narrowed to the crop (principal point kept at the crop centre).

@@ -18,10 +18,9 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
-from nerfconf.capture.video import CropBox, probe, read_frames
-from nerfconf.face.landmarks import FaceMeshDetector
+from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import HeadSegmenter, compose_on_white
+from nerfconf.face.segment import head_frames
 from nerfconf.face.smoothing import OneEuroFilter
 
 
@@ -63,29 +62,24 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     k = model.n_expression
     smooth = OneEuroFilter(model.param_std)
     first = 0 if with_training else start
-    crop = bundle_crop(bundle)
-    inside = crop.coverage((info.width, info.height), r) if crop is not None else 1.0
-    frames = read_frames(video, start=first, size=r, crop=crop)
+    frames = head_frames(video, start=first, size=r, crop=bundle_crop(bundle))  # as the avatar's training frames
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
         frames = tqdm(frames, total=info.frames - first, unit="frame", desc="tracking and masking")
     refs, masks, params, train, idx = [], [], [], [], []
-    with FaceMeshDetector(stream=True) as detector, HeadSegmenter() as segmenter:
-        for frame in frames:
-            lm = detector.detect(frame.image)
-            if lm is None:
-                smooth.reset()
-                continue
-            p = smooth(model.params(lm), frame.t_capture)
-            if frame.index < start:
-                train.append(p)
-                continue
-            alpha = segmenter.mask(frame.image, lm) * inside  # as the avatar's training frames
-            refs.append(compose_on_white(frame.image, alpha))
-            masks.append(alpha)
-            params.append(p)
-            idx.append(frame.index)
+    for white, alpha, lm in frames:
+        if lm is None:
+            smooth.reset()
+            continue
+        p = smooth(model.params(lm), white.t_capture)
+        if white.index < start:
+            train.append(p)
+            continue
+        refs.append(white.image)
+        masks.append(alpha)
+        params.append(p)
+        idx.append(white.index)
     if not refs:
         raise ValueError(f"{video}: no face in its last {test_frames} frames")
     p_arr = np.stack(params)

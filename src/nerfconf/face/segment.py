@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from nerfconf.capture.video import probe, read_frames
+from nerfconf.capture.video import CropBox, probe, read_frames
 from nerfconf.face.landmarks import CHIN, FOREHEAD_TOP, LEFT_CHEEK, RIGHT_CHEEK, FaceMeshDetector
 from nerfconf.face.native import quiet_native_stderr
 from nerfconf.types import Frame
@@ -227,13 +227,22 @@ def compose_on_white(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def head_frames(
     path: str | Path, *, start: int = 0, stop: int | None = None, size: int | None = None,
-    neck_margin: float = 0.25,
+    crop: CropBox | None = None, neck_margin: float = 0.25,
 ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
-    """A video's frames as (head on white, alpha, landmarks or None), keeping time and index."""
+    """A video's frames as (head on white, alpha, landmarks or None), keeping time and index.
+
+    Landmarks are in the pixels of the yielded frame: through ``crop`` (then resized to
+    ``size``) when one is given. The crop's black padding past the frame's edge is never
+    head (rule 7 of docs/head_mask.md): beside a dark suit the segmenter reads it as person.
+    """
+    inside: np.ndarray | float = 1.0
+    if crop is not None:
+        info = probe(path)
+        inside = crop.coverage((info.width, info.height), size)
     with FaceMeshDetector(stream=True) as detector, HeadSegmenter(neck_margin) as segmenter:
-        for frame in read_frames(path, start=start, stop=stop, size=size):
+        for frame in read_frames(path, start=start, stop=stop, size=size, crop=crop):
             landmarks = detector.detect(frame.image)
-            alpha = segmenter.mask(frame.image, landmarks)
+            alpha = segmenter.mask(frame.image, landmarks) * inside
             white = Frame(compose_on_white(frame.image, alpha), frame.t_capture, frame.index)
             yield white, alpha, landmarks
 

@@ -115,6 +115,17 @@ def test_head_rays_fall_in_the_head_box_and_expression_noise_stays_in_bounds(cli
     assert (e >= model.bounds_lo[:k] - 1e-6).all() and (e <= model.bounds_hi[:k] + 1e-6).all()
 
 
+def test_l2_photometric_loss_is_the_batch_mse_and_unknown_losses_are_refused(clip, tmp_path):
+    for name in ("l1", "l2"):
+        trainer = _trainer(clip, tmp_path / name, photometric=name, mask_loss_until=0.0)
+        stats = trainer.step()
+        mse = 10 ** (-stats["psnr"] / 10)
+        # Colours are in [0, 1], so the batch's L1 is well above its MSE.
+        assert (stats["loss"] == pytest.approx(mse, rel=1e-4)) == (name == "l2")
+    with pytest.raises(ValueError, match="photometric"):
+        TrainConfig(photometric="huber")
+
+
 def _bundle(clip, field=None):
     model, data = clip
     k = model.n_expression

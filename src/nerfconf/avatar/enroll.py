@@ -37,6 +37,8 @@ class EnrollConfig:
     bf16_mlp: bool | None = None
     #: Gaussian noise on the training expressions, in units of each coefficient's spread
     expression_noise: float = 0.0
+    #: photometric loss, "l1" or "l2" (``TrainConfig.photometric``)
+    photometric: str = "l1"
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -68,7 +70,8 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     field_config = FieldConfig(n_expression=k, log2_table=config.log2_table,
                                expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
-                               bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise)
+                               bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise,
+                               photometric=config.photometric)
     trainer = Trainer(data, field_config, train_config, bounds, work)
     trainer.load_checkpoint()
     started = time.time()

@@ -3,7 +3,7 @@
 Each iteration takes one training frame, so its expression table is blended
 once, and a batch of random pixels from it. Losses:
 
-* photometric L1 against the head on white;
+* photometric L1 (or L2: ``TrainConfig.photometric``) against the head on white;
 * opacity L1 against the head mask, for the first part of training, so the
   field learns the silhouette before colour detail;
 * L1 sparsity on the expression tables, so a basis only changes what it must.
@@ -65,12 +65,21 @@ class TrainConfig:
     head_ray_fraction: float = 0.0
     #: Gaussian noise on training expressions, in units of each coefficient's spread
     expression_noise: float = 0.0
+    #: "l1" or "l2". PSNR scores the squared error, and where a pixel is unpredictable (the
+    #: silhouette under tracker pose error) L2's mean beats L1's median on it.
+    photometric: str = "l1"
     #: torch device ("cpu", "cuda", ...); off CPU the hash encoding runs as torch gathers
     device: str = "cpu"
     #: run the MLPs in bfloat16 (autocast; the hash tables, their gradients and compositing stay
     #: float32): None picks it where the hardware computes bfloat16 natively
     bf16_mlp: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.photometric not in PHOTOMETRIC_LOSSES:
+            raise ValueError(f"photometric loss must be one of {PHOTOMETRIC_LOSSES}, got {self.photometric!r}")
+
+
+PHOTOMETRIC_LOSSES = ("l1", "l2")
 
 #: learning rate drops by LR_GAMMA at these fractions of the run (MultiStepLR)
 LR_MILESTONES = (0.5, 0.75, 0.9)
@@ -175,7 +184,8 @@ class Trainer:
         with self.autocast():
             out = render_rays(self.field, origins, dirs, expression, samples=cfg.samples_per_ray, perturb=True,
                               occupancy=self.occupancy if use_occ else None, table=table)
-        loss = (out.rgb - target).abs().mean()
+        residual = out.rgb - target
+        loss = residual.square().mean() if cfg.photometric == "l2" else residual.abs().mean()
         if self.progress() < cfg.mask_loss_until:
             loss = loss + cfg.mask_weight * (out.opacity - mask).abs().mean()
         self.optimizer.zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ def enroll(args: argparse.Namespace) -> int:
     config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
                           log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
                           device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision],
-                          expression_noise=args.expression_noise)
+                          expression_noise=args.expression_noise, photometric=args.loss)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--expression-noise", type=float, default=0.0,
                    help="Gaussian noise added to each training frame's expression, in units of each "
                    "coefficient's spread: teaches the avatar expressions between the ones it saw (default 0)")
+    p.add_argument("--loss", choices=("l1", "l2"), default="l1",  # trainer.PHOTOMETRIC_LOSSES (torch-free here)
+                   help="photometric loss: l1 keeps edges crisper, l2 (the squared error PSNR scores) blurs "
+                   "what the tracked pose cannot place exactly (default l1)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

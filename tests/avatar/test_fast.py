@@ -155,8 +155,20 @@ def test_other_resolutions_scale_the_focal_length(bundle):
     assert psnr(frame.image, r.reference(tiny_track().params(0))) >= 40
 
 
-def test_inference_mlp_matches_the_field(bundle):
-    field = bundle.field
+def _low_degree_field():
+    """Degree-1 view dependence, with weights on the unused harmonics that a hostile file could hold."""
+    from nerfconf.avatar.field import BlendshapeField, FieldConfig
+    from .tiny_avatar import TINY
+
+    field = BlendshapeField(FieldConfig(n_expression=K, sh_degree=1, **TINY))
+    with torch.no_grad():
+        field.color_net[0].weight.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(3))
+    return field
+
+
+@pytest.mark.parametrize("which", ["degree 4", "degree 1"])
+def test_inference_mlp_matches_the_field(bundle, which):
+    field = bundle.field if which == "degree 4" else _low_degree_field()
     mlp = InferenceMlp.from_field(field)
     g = torch.Generator().manual_seed(0)
     n = 2 * CHUNK + 301  # several chunks, the last one short
@@ -167,7 +179,8 @@ def test_inference_mlp_matches_the_field(bundle):
         sigma_ref = torch.nn.functional.softplus(h[:, 0] - 1.0)
         from nerfconf.avatar.field import spherical_harmonics
 
-        rgb_ref = torch.sigmoid(field.color_net(torch.cat([spherical_harmonics(dirs), h[:, 1:]], -1)))
+        sh = spherical_harmonics(dirs) * field.sh_mask
+        rgb_ref = torch.sigmoid(field.color_net(torch.cat([sh, h[:, 1:]], -1)))
     sigma, hidden = mlp.density(enc.numpy())
     np.testing.assert_allclose(sigma, sigma_ref.numpy(), rtol=1e-4, atol=1e-4)
     with torch.no_grad():

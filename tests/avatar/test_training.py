@@ -126,6 +126,21 @@ def test_l2_photometric_loss_is_the_batch_mse_and_unknown_losses_are_refused(cli
         TrainConfig(photometric="huber")
 
 
+def test_a_lower_view_degree_keeps_the_colour_net_off_the_unused_harmonics(clip, tmp_path):
+    model, data = clip
+    k = model.n_expression
+    cfg = FieldConfig(n_expression=k, sh_degree=1, **TINY)
+    trainer = Trainer(data, cfg, TrainConfig(iterations=30, rays_per_batch=256, samples_per_ray=16),
+                      (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
+    before = trainer.field.color_net[0].weight.detach().clone()
+    trainer.train(progress=False)
+    after = trainer.field.color_net[0].weight.detach()
+    assert not torch.equal(after[:, :4], before[:, :4])  # constant and linear terms learn
+    assert torch.count_nonzero(after[:, 4:16]) == 0  # degrees 2 to 4 never come in
+    with pytest.raises(ValueError, match="sh_degree"):
+        FieldConfig(sh_degree=5)
+
+
 def _bundle(clip, field=None):
     model, data = clip
     k = model.n_expression

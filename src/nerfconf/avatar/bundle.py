@@ -87,7 +87,7 @@ class AvatarBundle:
             )
         try:
             field_cfg = meta["field"]
-            config = FieldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in field_cfg.items()})
+            config = FieldConfig.from_dict(field_cfg)
             resolution, focal = int(meta["resolution"]), float(meta["focal"])
             tensors = load_file(str(directory / "avatar.safetensors"))
         except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.field import spherical_harmonics
 from nerfconf.avatar.hashgrid import reference_encode
 from nerfconf.avatar.renderer import FixedOccupancy, ray_box
 
@@ -82,8 +81,7 @@ class TorchPath:
         sel = idx[keep]
         ray_of = sel // s
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            c_in = torch.cat([spherical_harmonics(d[ray_of]), h[keep, 1:]], dim=-1)
-            c = torch.sigmoid(f.color_net(c_in).float())
+            c = f.colour(d[ray_of], h[keep, 1:])
         acc = torch.zeros(m, 3, device=self.device).index_add_(0, ray_of, w[sel, None] * c)
         bg = torch.as_tensor(background, device=self.device)
         colour = bg.clone()

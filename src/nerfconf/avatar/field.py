@@ -2,7 +2,7 @@
 
 Density and a geometry feature come from a small MLP on the blended hash
 encoding; colour from a second MLP on that feature and the view direction in
-spherical harmonics (degree 4), as in NeRFBlendShape. Softplus keeps density
+spherical harmonics (degree 4 as in NeRFBlendShape, or lower: ``sh_degree``). Softplus keeps density
 positive; a sigmoid keeps colour in [0, 1].
 """
 
@@ -32,8 +32,13 @@ class FieldConfig:
     #: each expression coefficient's blend weight is e_k / expression_scale[k] (enrollment sets its
     #: spread); None is 1, as in bundles made before 2026-11-24
     expression_scale: tuple[float, ...] | None = None
+    #: highest degree of the view direction's spherical harmonics the colour net sees (0 to 4).
+    #: A monocular video ties head pose to time, so high degrees can key colour to the frame.
+    sh_degree: int = 4
 
     def __post_init__(self) -> None:
+        if not 0 <= self.sh_degree <= 4:
+            raise ValueError(f"sh_degree must be 0 to 4, got {self.sh_degree}")
         scale = self.expression_scale
         if scale is not None and (len(scale) != self.n_expression or not all(v > 0 for v in scale)):
             raise ValueError(f"expression_scale needs {self.n_expression} positive values, got {scale}")
@@ -50,6 +55,13 @@ class FieldConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FieldConfig:
+        """From ``to_dict``'s output after a JSON round trip; keys it lacks keep their defaults."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a field configuration is a JSON object, got {type(d).__name__}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def spherical_harmonics(d: torch.Tensor) -> torch.Tensor:
@@ -99,6 +111,12 @@ class BlendshapeField(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(width, 3),
         )
+        # Harmonics above sh_degree reach the colour net as zeros through weights that start (and,
+        # with zero input, stay) zero: every renderer can evaluate all 16 and get the same colour.
+        used = (config.sh_degree + 1) ** 2
+        self.register_buffer("sh_mask", (torch.arange(16) < used).float(), persistent=False)
+        with torch.no_grad():
+            self.color_net[0].weight[:, used:16] = 0.0
         self.register_buffer("box_half", torch.tensor(config.box_half, dtype=torch.float32))
         self.register_buffer("box_centre", torch.tensor(config.box_centre, dtype=torch.float32))
 
@@ -130,5 +148,9 @@ class BlendshapeField(nn.Module):
         (``table_adam``); a renderer blends once per frame.
         """
         sigma, geo = self.density_at(points, table)
-        rgb = torch.sigmoid(self.color_net(torch.cat([spherical_harmonics(directions), geo], dim=-1)))
-        return sigma, rgb
+        return sigma, self.colour(directions, geo)
+
+    def colour(self, directions: torch.Tensor, geo: torch.Tensor) -> torch.Tensor:
+        """Colour (N, 3) seen along unit ``directions`` (N, 3) at points with geometry feature ``geo``."""
+        sh = spherical_harmonics(directions) * self.sh_mask
+        return torch.sigmoid(self.color_net(torch.cat([sh, geo], dim=-1)).float())

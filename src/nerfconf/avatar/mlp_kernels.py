@@ -190,7 +190,7 @@ class InferenceMlp:
         with torch.no_grad():
             w3, b3 = d3.weight.double(), d3.bias.double()  # (1 + G, H)
             wc1 = c1.weight.double()  # (H, 16 + G)
-            w_sh, w_g = wc1[:, :16], wc1[:, 16:]
+            w_sh, w_g = wc1[:, :16] * field.sh_mask.double(), wc1[:, 16:]  # the field's masked harmonics
             w_geo = w3[1:].T @ w_g.T  # (H, H)
             b_c1 = c1.bias.double() + b3[1:] @ w_g.T
 

@@ -282,7 +282,7 @@ class Trainer:
         if not path.is_file():
             return False
         meta = json.loads((self.workdir / "checkpoint.json").read_text())
-        if meta["field_config"] != json.loads(json.dumps(self.field.config.to_dict())):
+        if FieldConfig.from_dict(meta["field_config"]) != self.field.config:
             raise ValueError(f"{path} was made with another model configuration; remove it to start over")
         tensors = load_file(str(path), device=str(self.device))
         self.field.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("field.")})

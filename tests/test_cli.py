@@ -82,9 +82,10 @@ def test_enroll_refuses_an_unusable_device_before_any_work(device, message, tmp_
     assert not (tmp_path / "a").exists()
 
 
-def test_enroll_refuses_a_negative_expression_noise(tmp_path, capsys):
+@pytest.mark.parametrize("option", ["--expression-noise", "--neck-margin"])
+def test_enroll_refuses_a_negative_noise_or_neck_margin(tmp_path, capsys, option):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not read: the option is checked first")
-    assert main(["enroll", str(video), "-o", str(tmp_path / "a"), "--expression-noise", "-1"]) == 2
-    assert "--expression-noise -1.0: must lie in [0, 2]" in capsys.readouterr().err
+    assert main(["enroll", str(video), "-o", str(tmp_path / "a"), option, "-1"]) == 2
+    assert f"{option} -1.0: must lie in [0, 2]" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()

@@ -1,10 +1,13 @@
 """``nerfconf eval quality`` on the sample avatar's own held-out frames."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from nerfconf.evaluate.quality import evaluate_quality
+from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.evaluate.quality import evaluate_quality, held_out_frames
 from ..conftest import shared_data
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
@@ -22,3 +25,16 @@ def test_the_fast_renderer_scores_as_the_reference_does(tmp_path):
     np.testing.assert_allclose(fast["full"]["ssim"]["per_frame"], ref["full"]["ssim"]["per_frame"], atol=0.02)
     assert 20 < ref["full"]["psnr"]["mean"] < 40  # a head, not a blank frame
     assert (tmp_path / "strip.png").stat().st_size > 0
+
+
+def test_the_reference_uses_the_head_mask_the_avatar_was_trained_on(tmp_path):
+    video = shared_data("obama.mp4")
+    tight = shutil.copytree(SAMPLE, tmp_path / "tight")
+    meta = json.loads((tight / "face_model.json").read_text())
+    assert "neck_margin" not in meta  # the sample predates the setting: it reads as 0.25
+    (tight / "face_model.json").write_text(json.dumps({**meta, "neck_margin": 0.0}))
+    usual = held_out_frames(AvatarBundle.load(SAMPLE), video, 2)
+    cut = held_out_frames(AvatarBundle.load(tight), video, 2)
+    r = usual.masks.shape[1]
+    assert cut.masks[:, r * 3 // 4 :].sum() < 0.5 * usual.masks[:, r * 3 // 4 :].sum()
+    np.testing.assert_array_equal(cut.references[:, : r // 2], usual.references[:, : r // 2])

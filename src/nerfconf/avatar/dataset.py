@@ -30,7 +30,7 @@ from nerfconf.face.extract import detect_all
 from nerfconf.face.landmarks import N_LANDMARKS
 from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import head_frames
+from nerfconf.face.segment import NECK_MARGIN, head_frames
 
 DATASET_FORMAT = 1
 
@@ -124,13 +124,14 @@ def prepare(
     crop: CropBox | None = None,
     auto_crop: bool = True,
     max_frames: int | None = None,
+    neck_margin: float = NECK_MARGIN,
     progress: bool = False,
 ) -> tuple[FaceModel, AvatarData, CropBox | None]:
     """Runs the three passes; returns the face model, the data and the crop used."""
     info = probe(video)
     if crop is None and auto_crop:
         crop = choose_crop(video, progress)
-    frames = head_frames(video, stop=max_frames, size=resolution, crop=crop)
+    frames = head_frames(video, stop=max_frames, size=resolution, crop=crop, neck_margin=neck_margin)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
@@ -154,7 +155,7 @@ def prepare(
         landmarks[: n - test_frames], times_arr[: n - test_frames], (resolution, resolution),
         n_expression=n_expression, hfov_deg=hfov,
         metadata={"source": Path(video).name, "test_frames": test_frames, "resolution": resolution,
-                  "crop": json.dumps(crop.__dict__) if crop else None},
+                  "crop": json.dumps(crop.__dict__) if crop else None, "neck_margin": neck_margin},
     )
     params = smoothed_params(model, landmarks, times_arr, smoothing=True)
     found = np.all(np.isfinite(params), axis=1)

@@ -39,6 +39,8 @@ class EnrollConfig:
     expression_noise: float = 0.0
     #: photometric loss, "l1" or "l2" (``TrainConfig.photometric``)
     photometric: str = "l1"
+    #: how far below the chin the head mask keeps the neck, in face heights (docs/head_mask.md)
+    neck_margin: float = 0.25
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -59,7 +61,8 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     else:
         model, data, crop = prepare(
             video, resolution=config.resolution, test_frames=config.test_frames,
-            n_expression=config.n_expression, auto_crop=config.crop, progress=progress,
+            n_expression=config.n_expression, auto_crop=config.crop, neck_margin=config.neck_margin,
+            progress=progress,
         )
         data.save(data_path)
         model.save(work)

@@ -22,10 +22,13 @@ def enroll(args: argparse.Namespace) -> int:
     apply_training_options(args)
     if not 0.0 <= args.expression_noise <= 2.0:
         raise UserError(f"--expression-noise {args.expression_noise}: must lie in [0, 2] (spreads)")
+    if not 0.0 <= args.neck_margin <= 2.0:
+        raise UserError(f"--neck-margin {args.neck_margin}: must lie in [0, 2] face heights")
     config = EnrollConfig(resolution=args.resolution, test_frames=args.test_frames, n_expression=args.k,
                           log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
                           device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision],
-                          expression_noise=args.expression_noise, photometric=args.loss)
+                          expression_noise=args.expression_noise, photometric=args.loss,
+                          neck_margin=args.neck_margin)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -59,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=("l1", "l2"), default="l1",  # trainer.PHOTOMETRIC_LOSSES (torch-free here)
                    help="photometric loss: l1 keeps edges crisper, l2 (the squared error PSNR scores) blurs "
                    "what the tracked pose cannot place exactly (default l1)")
+    p.add_argument("--neck-margin", type=float, default=0.25,
+                   help="how far below the chin the head mask keeps the neck, in face heights; the avatar "
+                   "renders what it is trained on, and clothes there move with the torso, not the head "
+                   "(default 0.25)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -45,6 +45,8 @@ TAPER_END = 0.1
 #: Half-width of the neck band, in jaw widths (172 to 397, about 0.8 face widths),
 #: from the jaw centre.
 NECK_HALF_WIDTH = 0.36
+#: How far below the chin the neck band reaches, in face heights (landmark 10 to 152), by default.
+NECK_MARGIN = 0.25
 #: The face hull, grown by this many face widths, is part of the region too, so the
 #: tapered band never clips the jaw and segmentation alone draws the jaw's edge.
 HULL_MARGIN = 0.08
@@ -85,7 +87,7 @@ class HeadSegmenter:
     softens the region's edges so composites show no polygon staircase.
     """
 
-    def __init__(self, neck_margin: float = 0.25, *, feather: float = 3.0) -> None:
+    def __init__(self, neck_margin: float = NECK_MARGIN, *, feather: float = 3.0) -> None:
         if not 0.0 <= neck_margin <= 2.0:
             raise ValueError(f"neck_margin must be in [0, 2] face heights, got {neck_margin}")
         if not 0.0 <= feather <= 50.0:
@@ -227,7 +229,7 @@ def compose_on_white(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def head_frames(
     path: str | Path, *, start: int = 0, stop: int | None = None, size: int | None = None,
-    crop: CropBox | None = None, neck_margin: float = 0.25,
+    crop: CropBox | None = None, neck_margin: float = NECK_MARGIN,
 ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
     """A video's frames as (head on white, alpha, landmarks or None), keeping time and index.
 
@@ -257,7 +259,7 @@ class HeadVideoStats:
 
 def write_head_video(
     src: str | Path, dst: str | Path, *, size: int | None = None, start: int = 0,
-    stop: int | None = None, neck_margin: float = 0.25, progress: bool = True,
+    stop: int | None = None, neck_margin: float = NECK_MARGIN, progress: bool = True,
 ) -> HeadVideoStats:
     """Writes the head-only frames on white to ``dst`` (mp4), losslessly, at the source frame rate.
 

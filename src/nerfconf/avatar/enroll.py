@@ -19,6 +19,7 @@ from nerfconf.avatar.field import FieldConfig
 from nerfconf.avatar.trainer import TrainConfig, Trainer
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel
+from nerfconf.face.segment import NECK_MARGIN
 from nerfconf.types import ParamLayout
 
 
@@ -40,7 +41,7 @@ class EnrollConfig:
     #: photometric loss, "l1" or "l2" (``TrainConfig.photometric``)
     photometric: str = "l1"
     #: how far below the chin the head mask keeps the neck, in face heights (docs/head_mask.md)
-    neck_margin: float = 0.25
+    neck_margin: float = NECK_MARGIN
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:

@@ -20,7 +20,7 @@ from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import NECK_MARGIN, head_frames
+from nerfconf.face.segment import LEGACY_NECK_MARGIN, head_frames
 from nerfconf.face.smoothing import OneEuroFilter
 
 
@@ -63,7 +63,7 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     smooth = OneEuroFilter(model.param_std)
     first = 0 if with_training else start
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
-    neck = float(model.metadata.get("neck_margin", NECK_MARGIN))  # bundles before 2026-11-24 lack it
+    neck = float(model.metadata.get("neck_margin", LEGACY_NECK_MARGIN))
     frames = head_frames(video, start=first, size=r, crop=bundle_crop(bundle), neck_margin=neck)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415

@@ -47,6 +47,8 @@ TAPER_END = 0.1
 NECK_HALF_WIDTH = 0.36
 #: How far below the chin the neck band reaches, in face heights (landmark 10 to 152), by default.
 NECK_MARGIN = 0.25
+#: The margin of every avatar enrolled before the face model recorded its own (2026-11-24).
+LEGACY_NECK_MARGIN = 0.25
 #: The face hull, grown by this many face widths, is part of the region too, so the
 #: tapered band never clips the jaw and segmentation alone draws the jaw's edge.
 HULL_MARGIN = 0.08

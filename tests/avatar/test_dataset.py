@@ -4,6 +4,7 @@ import pytest
 from nerfconf.avatar.dataset import AvatarData, prepare
 from nerfconf.capture.video import CropBox
 from nerfconf.face.landmarks import FaceMeshDetector
+from nerfconf.face.segment import NECK_MARGIN
 
 from ..conftest import shared_data
 
@@ -72,13 +73,13 @@ def test_the_crops_black_padding_is_never_head():
 
 def test_the_neck_margin_cuts_below_the_chin_and_is_recorded(prepared):
     model, data, crop = prepared
-    tight_model, tight, _ = prepare(shared_data("obama.mp4"), resolution=128, test_frames=10, max_frames=30,
-                                    n_expression=8, crop=crop, neck_margin=0.0)
-    assert model.metadata["neck_margin"] == 0.25 and tight_model.metadata["neck_margin"] == 0.0
+    wide_model, wide, _ = prepare(shared_data("obama.mp4"), resolution=128, test_frames=10, max_frames=30,
+                                  n_expression=8, crop=crop, neck_margin=0.4)
+    assert model.metadata["neck_margin"] == NECK_MARGIN and wide_model.metadata["neck_margin"] == 0.4
     lower = slice(96, 128)  # below obama's chin at 128 px: collar and the neck under it
-    assert tight.alphas[:, lower].sum() < 0.5 * data.alphas[:30, lower].sum()
+    assert data.alphas[:30, lower].sum() < 0.5 * wide.alphas[:, lower].sum()
     # above the chin the two masks agree
-    np.testing.assert_array_equal(tight.alphas[:, :64], data.alphas[:30, :64])
+    np.testing.assert_array_equal(wide.alphas[:, :64], data.alphas[:30, :64])
 
 
 def test_crop_coverage_marks_the_padding():

@@ -123,7 +123,7 @@ def test_shoulders_and_torso_below_the_chin_are_excluded(segmenter, upper_bodies
         assert below.any() and (prob[below] > 0.5).any(), name  # there is a body there to cut
         assert alpha[below].max() < 0.01, name
         # ... while the neck just under the chin is kept.
-        assert _at(alpha, chin + 0.1 * face_h * down) > 0.9, name
+        assert _at(alpha, chin + 0.5 * segmenter.neck_margin * face_h * down) > 0.9, name
     assert checked >= 6  # the torso points fell inside the image and on the person
 
 

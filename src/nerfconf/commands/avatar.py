@@ -62,10 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=("l1", "l2"), default="l1",  # trainer.PHOTOMETRIC_LOSSES (torch-free here)
                    help="photometric loss: l1 keeps edges crisper, l2 (the squared error PSNR scores) blurs "
                    "what the tracked pose cannot place exactly (default l1)")
-    p.add_argument("--neck-margin", type=float, default=0.25,
+    p.add_argument("--neck-margin", type=float, default=0.1,  # face.segment.NECK_MARGIN (cv2-free here)
                    help="how far below the chin the head mask keeps the neck, in face heights; the avatar "
-                   "renders what it is trained on, and clothes there move with the torso, not the head "
-                   "(default 0.25)")
+                   "renders what it is trained on, and collars below it move with the torso, not the head "
+                   "(default 0.1)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -113,5 +113,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize frames to a square of this side first")
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--stop", type=int, default=None, help="frame to stop before")
-    p.add_argument("--neck-margin", type=float, default=0.25, help="neck kept below the chin, in face heights")
+    p.add_argument("--neck-margin", type=float, default=0.1,  # face.segment.NECK_MARGIN (cv2-free here)
+                   help="neck kept below the chin, in face heights (default 0.1, as enroll)")
     p.set_defaults(func=segment)

@@ -46,7 +46,9 @@ TAPER_END = 0.1
 #: from the jaw centre.
 NECK_HALF_WIDTH = 0.36
 #: How far below the chin the neck band reaches, in face heights (landmark 10 to 152), by default.
-NECK_MARGIN = 0.25
+#: Collars and ties sit from about 0.1 down, and they move with the torso, which the avatar is not
+#: driven by (docs/head_mask.md, "The neck margin").
+NECK_MARGIN = 0.1
 #: The margin of every avatar enrolled before the face model recorded its own (2026-11-24).
 LEGACY_NECK_MARGIN = 0.25
 #: The face hull, grown by this many face widths, is part of the region too, so the

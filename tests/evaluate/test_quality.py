@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.evaluate.quality import evaluate_quality, held_out_frames
@@ -38,3 +39,6 @@ def test_the_reference_uses_the_head_mask_the_avatar_was_trained_on(tmp_path):
     r = usual.masks.shape[1]
     assert cut.masks[:, r * 3 // 4 :].sum() < 0.5 * usual.masks[:, r * 3 // 4 :].sum()
     np.testing.assert_array_equal(cut.references[:, : r // 2], usual.references[:, : r // 2])
+    (tight / "face_model.json").write_text(json.dumps({**meta, "neck_margin": [0.1]}))
+    with pytest.raises(ValueError, match="neck_margin is \\[0.1\\], not a number"):
+        held_out_frames(AvatarBundle.load(tight), video, 2)

@@ -63,7 +63,10 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     smooth = OneEuroFilter(model.param_std)
     first = 0 if with_training else start
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
-    neck = float(model.metadata.get("neck_margin", LEGACY_NECK_MARGIN))
+    neck = model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)
+    if isinstance(neck, bool) or not isinstance(neck, (int, float)):
+        raise ValueError(f"{bundle.face_model.metadata.get('source', 'the bundle')}: its face model's "
+                         f"neck_margin is {neck!r}, not a number")
     frames = head_frames(video, start=first, size=r, crop=bundle_crop(bundle), neck_margin=neck)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415

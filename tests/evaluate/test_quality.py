@@ -9,6 +9,7 @@ import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.evaluate.quality import evaluate_quality, held_out_frames
+
 from ..conftest import shared_data
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"

@@ -18,7 +18,7 @@ def quality(args: argparse.Namespace) -> int:
     strip = args.strip or (args.avatar / "eval_strip.png")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
-                                  strip=strip, fast=args.fast, progress=not args.json)
+                                  strip=strip, fast=args.fast, progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     result["strip"] = str(strip)

@@ -89,3 +89,12 @@ def test_enroll_refuses_a_negative_noise_or_neck_margin(tmp_path, capsys, option
     assert main(["enroll", str(video), "-o", str(tmp_path / "a"), option, "-1"]) == 2
     assert f"{option} -1.0: must lie in [0, 2]" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_enroll_refuses_a_view_degree_above_four(tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the option is checked first")
+    with pytest.raises(SystemExit):
+        main(["enroll", str(video), "-o", str(tmp_path / "a"), "--view-degree", "5"])
+    assert "--view-degree" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

@@ -12,7 +12,8 @@ from ..conftest import shared_data
 
 def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     video, out = shared_data("short_1.mp4"), tmp_path / "avatar"
-    config = EnrollConfig(resolution=48, test_frames=20, n_expression=6, log2_table=10, iterations=20)
+    config = EnrollConfig(resolution=48, test_frames=20, n_expression=6, log2_table=10, iterations=20,
+                          sh_degree=2)
     bundle = enroll(video, out, config, progress=False)
     loaded = AvatarBundle.load(out)
     assert loaded.resolution == 48 and loaded.metadata["training"]["iterations"] == 20
@@ -21,6 +22,7 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     spread = data.expressions[data.train_indices].std(axis=0)
     assert np.allclose(loaded.field.config.expression_scale, spread, rtol=1e-3)
     assert bundle.field.config == loaded.field.config
+    assert loaded.field.config.sh_degree == 2  # the enrollment's view degree reaches the bundle
 
     # Run again with more iterations: it resumes from the checkpoint instead of starting over.
     again = enroll(video, out, EnrollConfig(**{**config.__dict__, "iterations": 30}), progress=False)

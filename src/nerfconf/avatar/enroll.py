@@ -42,6 +42,8 @@ class EnrollConfig:
     photometric: str = "l1"
     #: how far below the chin the head mask keeps the neck, in face heights (docs/head_mask.md)
     neck_margin: float = NECK_MARGIN
+    #: degree of the view direction's spherical harmonics the colour net sees (``FieldConfig.sh_degree``)
+    sh_degree: int = 4
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -71,7 +73,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     bounds = (model.bounds_lo[:k].astype(np.float32), model.bounds_hi[:k].astype(np.float32))
     # Blend weights in units of each coefficient's spread over the training frames.
     spread = np.maximum(data.expressions[data.train_indices].std(axis=0), 1e-3)
-    field_config = FieldConfig(n_expression=k, log2_table=config.log2_table,
+    field_config = FieldConfig(n_expression=k, log2_table=config.log2_table, sh_degree=config.sh_degree,
                                expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
                                bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise,

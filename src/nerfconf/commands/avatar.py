@@ -28,7 +28,7 @@ def enroll(args: argparse.Namespace) -> int:
                           log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
                           device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision],
                           expression_noise=args.expression_noise, photometric=args.loss,
-                          neck_margin=args.neck_margin)
+                          neck_margin=args.neck_margin, sh_degree=args.view_degree)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how far below the chin the head mask keeps the neck, in face heights; the avatar "
                    "renders what it is trained on, and collars below it move with the torso, not the head "
                    "(default 0.1)")
+    p.add_argument("--view-degree", type=int, choices=range(5), default=4, metavar="{0..4}",
+                   help="spherical-harmonic degree of the view direction the colour depends on: 4 as in "
+                   "NeRFBlendShape; lower leaves the colour less free to follow head pose, which a monocular "
+                   "video ties to time (default 4)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -43,3 +43,18 @@ def test_the_reference_uses_the_head_mask_the_avatar_was_trained_on(tmp_path):
     (tight / "face_model.json").write_text(json.dumps({**meta, "neck_margin": [0.1]}))
     with pytest.raises(ValueError, match="neck_margin is \\[0.1\\], not a number"):
         held_out_frames(AvatarBundle.load(tight), video, 2)
+
+
+def test_held_out_frames_with_the_training_frames_tracked_before_them():
+    video, bundle = shared_data("obama.mp4"), AvatarBundle.load(SAMPLE)
+    alone = held_out_frames(bundle, video, 2)
+    held = held_out_frames(bundle, video, 2, with_training=True)
+    # The scored frames do not depend on what ran before them; the parameters do (the smoothing runs on).
+    np.testing.assert_array_equal(held.references, alone.references)
+    np.testing.assert_array_equal(held.indices, alone.indices)
+    assert len(alone.train_params) == 0
+    assert held.train_params.shape == (held.indices[0], held.params.shape[1])  # a face in every frame
+    assert np.all(np.isfinite(held.train_params))
+    # Continuous with the held-out frames: the last training frame's pose is next to the first held-out one.
+    k = bundle.face_model.n_expression
+    assert np.abs(held.train_params[-1, k:k + 3] - held.params[0, k:k + 3]).max() < 0.05

@@ -19,6 +19,7 @@ import torch
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
+from nerfconf.face.model import FaceModel
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.face.segment import LEGACY_NECK_MARGIN, head_frames
 from nerfconf.face.smoothing import OneEuroFilter
@@ -54,36 +55,35 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     """Head-on-white references, mattes and transmitted parameters of the last ``test_frames``.
 
     With ``with_training`` the tracker also runs over the training frames before them (as a
-    sender would, the smoothing filter running on), and their parameters are returned too.
+    sender would, the smoothing filter running on), and their parameters are returned too. The
+    held-out frames' landmarks are the same either way: the tracker starts afresh at them.
     """
     info = probe(video)
     start = max(0, info.frames - test_frames)
     model, r = bundle.face_model, bundle.resolution
     k = model.n_expression
     smooth = OneEuroFilter(model.param_std)
-    first = 0 if with_training else start
+    crop = bundle_crop(bundle)
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
     neck = model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)
     if isinstance(neck, bool) or not isinstance(neck, (int, float)):
         raise ValueError(f"{bundle.face_model.metadata.get('source', 'the bundle')}: its face model's "
                          f"neck_margin is {neck!r}, not a number")
-    frames = head_frames(video, start=first, size=r, crop=bundle_crop(bundle), neck_margin=neck)
+    train = _tracked_params(video, model, smooth, stop=start, size=r, crop=crop, progress=progress) \
+        if with_training else []
+    frames = head_frames(video, start=start, size=r, crop=crop, neck_margin=neck)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
-        frames = tqdm(frames, total=info.frames - first, unit="frame", desc="tracking and masking")
-    refs, masks, params, train, idx = [], [], [], [], []
+        frames = tqdm(frames, total=info.frames - start, unit="frame", desc="tracking and masking")
+    refs, masks, params, idx = [], [], [], []
     for white, alpha, lm in frames:
         if lm is None:
             smooth.reset()
             continue
-        p = smooth(model.params(lm), white.t_capture)
-        if white.index < start:
-            train.append(p)
-            continue
         refs.append(white.image)
         masks.append(alpha)
-        params.append(p)
+        params.append(smooth(model.params(lm), white.t_capture))
         idx.append(white.index)
     if not refs:
         raise ValueError(f"{video}: no face in its last {test_frames} frames")
@@ -97,6 +97,29 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
         params=p_arr,
         train_params=np.stack(train) if train else np.zeros((0, p_arr.shape[1])),
     )
+
+
+def _tracked_params(video: str | Path, model: FaceModel, smooth: OneEuroFilter, *, stop: int, size: int,
+                    crop: CropBox | None, progress: bool) -> list[np.ndarray]:
+    """The sender's smoothed parameters of the frames before ``stop``, from landmarks alone:
+    no frame of them is scored, so none is segmented."""
+    from nerfconf.capture.video import read_frames  # noqa: PLC0415
+    from nerfconf.face.landmarks import FaceMeshDetector  # noqa: PLC0415
+
+    out = []
+    with FaceMeshDetector(stream=True) as detector:
+        frames = read_frames(video, stop=stop, size=size, crop=crop)
+        if progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            frames = tqdm(frames, total=stop, unit="frame", desc="tracking the training frames")
+        for frame in frames:
+            lm = detector.detect(frame.image)
+            if lm is None:
+                smooth.reset()
+                continue
+            out.append(smooth(model.params(lm), frame.t_capture))
+    return out
 
 
 def evaluate_quality(

@@ -90,3 +90,20 @@ def test_crop_coverage_marks_the_padding():
     assert small.shape == (4, 4) and small[0, 0] == 0 and small[-1, -1] == 1
     assert small[1, 3] == pytest.approx(0.4)  # rows 2.5 to 5 of the crop, of which 4 to 5 are in the frame
     assert CropBox(0, 0, 10).coverage((10, 10), 4).min() == 1
+
+
+def test_zero_phase_training_parameters_keep_what_the_sender_sends(prepared, tmp_path):
+    _, usual, _ = prepared
+    model, data, _ = prepare(shared_data("obama.mp4"), resolution=128, test_frames=20, max_frames=80, zero_phase=True)
+    assert model.metadata["training_smoothing"] == "zero-phase"
+    train, test = data.train_indices, data.test_indices
+    # What the codec is fitted on is the sender's stream, whatever the training frames use.
+    np.testing.assert_allclose(data.sender_params(train), usual.sender_params(train), atol=1e-4)
+    np.testing.assert_allclose(data.sender_params(test), usual.sender_params(test), atol=1e-4)
+    # The held-out frames keep the sender's parameters; the training frames are smoothed otherwise.
+    np.testing.assert_allclose(data.expressions[test], usual.expressions[test], atol=1e-4)
+    differs = np.abs(data.expressions[train] - usual.expressions[train]).max(axis=1)
+    assert np.mean(differs > 1e-3) > 0.5
+    data.save(tmp_path / "d.npz")
+    np.testing.assert_array_equal(AvatarData.load(tmp_path / "d.npz").sent, data.sent)
+    assert usual.sent is None and model.metadata["neck_margin"] == NECK_MARGIN

@@ -6,6 +6,7 @@ import pytest
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.enroll import EnrollConfig, enroll
+from nerfconf.codec.quantize import Bounds
 
 from ..conftest import shared_data
 
@@ -13,7 +14,7 @@ from ..conftest import shared_data
 def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     video, out = shared_data("short_1.mp4"), tmp_path / "avatar"
     config = EnrollConfig(resolution=48, test_frames=20, n_expression=6, log2_table=10, iterations=20,
-                          sh_degree=2)
+                          sh_degree=2, zero_phase=True)
     bundle = enroll(video, out, config, progress=False)
     loaded = AvatarBundle.load(out)
     assert loaded.resolution == 48 and loaded.metadata["training"]["iterations"] == 20
@@ -23,6 +24,12 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     assert np.allclose(loaded.field.config.expression_scale, spread, rtol=1e-3)
     assert bundle.field.config == loaded.field.config
     assert loaded.field.config.sh_degree == 2  # the enrollment's view degree reaches the bundle
+    assert loaded.face_model.metadata["training_smoothing"] == "zero-phase"
+    # The codec's bounds hold the sender's parameters of the training frames, not the smoothed ones trained on.
+    sent = data.sender_params(data.train_indices)[:, : loaded.codec.layout.dims]
+    expected = Bounds.from_data(sent)
+    np.testing.assert_allclose(loaded.codec.bounds.lo, expected.lo, atol=1e-5)
+    np.testing.assert_allclose(loaded.codec.bounds.hi, expected.hi, atol=1e-5)
 
     # Run again with more iterations: it resumes from the checkpoint instead of starting over.
     again = enroll(video, out, EnrollConfig(**{**config.__dict__, "iterations": 30}), progress=False)

@@ -25,11 +25,11 @@ import numpy as np
 
 from nerfconf.capture.video import CropBox, probe, read_frames
 from nerfconf.face.crop import head_crop
-from nerfconf.face.enroll import fit_from_landmarks, smoothed_params
+from nerfconf.face.enroll import fit_from_landmarks, smoothed_params, zero_phase_params
 from nerfconf.face.extract import detect_all
 from nerfconf.face.landmarks import N_LANDMARKS
 from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel
-from nerfconf.face.pose import angles_to_rotation
+from nerfconf.face.pose import angles_to_rotation, rotation_to_angles
 from nerfconf.face.segment import NECK_MARGIN, head_frames
 
 DATASET_FORMAT = 1
@@ -53,6 +53,10 @@ class AvatarData:
     focal: float
     #: frames at the end that are held out for testing
     test_frames: int
+    #: (N, K + 6) the streaming extractor's parameters (expression, angles, translation), kept when
+    #: the training frames' parameters above are smoothed otherwise (zero-phase): the codec is
+    #: fitted on what the sender sends. None: the arrays above are what it sends.
+    sent: np.ndarray | None = None
 
     @property
     def resolution(self) -> int:
@@ -67,6 +71,13 @@ class AvatarData:
     def test_indices(self) -> np.ndarray:
         n = len(self.images) - self.test_frames
         return n + np.flatnonzero(self.face_found[n:])
+
+    def sender_params(self, indices: np.ndarray) -> np.ndarray:
+        """(M, K + 6) parameters of frames ``indices`` as the streaming extractor sends them."""
+        if self.sent is not None:
+            return self.sent[indices].astype(np.float64)
+        angles = np.stack([rotation_to_angles(r.astype(np.float64)) for r in self.rotations[indices]])
+        return np.concatenate([self.expressions[indices], angles, self.translations[indices]], axis=1)
 
     def camera_to_head(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(rotation camera->head, camera centre in head space) for frame ``i``."""
@@ -87,6 +98,7 @@ class AvatarData:
             times=self.times,
             focal=np.float64(self.focal),
             test_frames=np.int64(self.test_frames),
+            **({} if self.sent is None else {"sent": self.sent}),
         )
 
     @classmethod
@@ -99,6 +111,7 @@ class AvatarData:
                     images=z["images"], alphas=z["alphas"], expressions=z["expressions"],
                     rotations=z["rotations"], translations=z["translations"], face_found=z["face_found"],
                     times=z["times"], focal=float(z["focal"]), test_frames=int(z["test_frames"]),
+                    sent=z["sent"] if "sent" in z.files else None,
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{path} is not a prepared avatar dataset: {exc}") from exc
@@ -125,9 +138,15 @@ def prepare(
     auto_crop: bool = True,
     max_frames: int | None = None,
     neck_margin: float = NECK_MARGIN,
+    zero_phase: bool = False,
     progress: bool = False,
 ) -> tuple[FaceModel, AvatarData, CropBox | None]:
-    """Runs the three passes; returns the face model, the data and the crop used."""
+    """Runs the three passes; returns the face model, the data and the crop used.
+
+    With ``zero_phase`` the training frames' parameters are smoothed without lag
+    (:func:`zero_phase_params`, over the training frames alone, so nothing of the held-out
+    frames leaks into them); the held-out frames keep what the sender would send.
+    """
     info = probe(video)
     if crop is None and auto_crop:
         crop = choose_crop(video, progress)
@@ -155,9 +174,14 @@ def prepare(
         landmarks[: n - test_frames], times_arr[: n - test_frames], (resolution, resolution),
         n_expression=n_expression, hfov_deg=hfov,
         metadata={"source": Path(video).name, "test_frames": test_frames, "resolution": resolution,
-                  "crop": json.dumps(crop.__dict__) if crop else None, "neck_margin": neck_margin},
+                  "crop": json.dumps(crop.__dict__) if crop else None, "neck_margin": neck_margin,
+                  "training_smoothing": "zero-phase" if zero_phase else "sender"},
     )
-    params = smoothed_params(model, landmarks, times_arr, smoothing=True)
+    sent = smoothed_params(model, landmarks, times_arr, smoothing=True)
+    params = sent.copy()
+    if zero_phase:
+        cut = n - test_frames
+        params[:cut] = zero_phase_params(model, landmarks[:cut], times_arr[:cut])
     found = np.all(np.isfinite(params), axis=1)
     k = model.n_expression
     safe = np.where(found[:, None], params, 0.0)
@@ -171,5 +195,6 @@ def prepare(
         times=times_arr,
         focal=float(model.camera.focal_px),
         test_frames=test_frames,
+        sent=np.where(found[:, None], sent, 0.0).astype(np.float32) if zero_phase else None,
     )
     return model, data, crop

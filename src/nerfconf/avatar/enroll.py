@@ -44,6 +44,8 @@ class EnrollConfig:
     neck_margin: float = NECK_MARGIN
     #: degree of the view direction's spherical harmonics the colour net sees (``FieldConfig.sh_degree``)
     sh_degree: int = 4
+    #: train on parameters smoothed without lag (forward and backward), not the sender's lagging ones
+    zero_phase: bool = False
 
 
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
@@ -65,6 +67,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
         model, data, crop = prepare(
             video, resolution=config.resolution, test_frames=config.test_frames,
             n_expression=config.n_expression, auto_crop=config.crop, neck_margin=config.neck_margin,
+            zero_phase=config.zero_phase,
             progress=progress,
         )
         data.save(data_path)
@@ -83,13 +86,10 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     started = time.time()
     state = trainer.train(progress=progress)
 
-    # The codec section: bounds and priors from the same smoothed training parameters.
+    # The codec section: bounds and priors from the training frames' parameters as the sender sends them.
     layout = ParamLayout(k, translation=False)
     train = data.train_indices
-    rows = np.concatenate(
-        [data.expressions[train], np.stack([_angles(r) for r in data.rotations[train]])], axis=1
-    )
-    codec = CodecConfig.fit(layout, rows)
+    codec = CodecConfig.fit(layout, data.sender_params(train)[:, : k + 3])
     bundle = AvatarBundle(
         field=trainer.field.cpu().eval(),
         occupancy=trainer.occupancy.mask.cpu(),
@@ -115,8 +115,3 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     bundle.save(output)
     return bundle
 
-
-def _angles(rotation: np.ndarray) -> np.ndarray:
-    from nerfconf.face.pose import rotation_to_angles  # noqa: PLC0415
-
-    return rotation_to_angles(rotation.astype(np.float64))

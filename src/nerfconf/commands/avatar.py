@@ -28,7 +28,8 @@ def enroll(args: argparse.Namespace) -> int:
                           log2_table=args.table_bits, iterations=args.iters, max_minutes=args.max_minutes, crop=not args.no_crop,
                           device=args.device, bf16_mlp=MLP_PRECISIONS[args.mlp_precision],
                           expression_noise=args.expression_noise, photometric=args.loss,
-                          neck_margin=args.neck_margin, sh_degree=args.view_degree)
+                          neck_margin=args.neck_margin, sh_degree=args.view_degree,
+                          zero_phase=args.training_smoothing == "zero-phase")
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -70,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="spherical-harmonic degree of the view direction the colour depends on: 4 as in "
                    "NeRFBlendShape; lower leaves the colour less free to follow head pose, which a monocular "
                    "video ties to time (default 4)")
+    p.add_argument("--training-smoothing", choices=("sender", "zero-phase"), default="sender",
+                   help="how the training frames' tracked parameters are smoothed: as the sender smooths them "
+                   "in a call (a filter that cannot look ahead, so it trails the head a little), or forward "
+                   "and backward in time, without lag; the codec is fitted on the sender's either way "
+                   "(default sender)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

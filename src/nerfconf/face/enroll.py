@@ -26,6 +26,20 @@ def smoothed_params(model: FaceModel, landmarks: np.ndarray, times: np.ndarray, 
     return out
 
 
+def zero_phase_params(model: FaceModel, landmarks: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Parameters smoothed without lag, for offline use: the mean of the One Euro filter run
+    forward and backward in time (NaN rows without a face).
+
+    The streaming extractor cannot look ahead, so its filter lags the head a little. An avatar
+    trained on those lagging poses learns the head a little off its place in the frame; trained
+    on these it learns it where the frame shows it.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    forward = smoothed_params(model, landmarks, times, smoothing=True)
+    backward = smoothed_params(model, landmarks[::-1], times[-1] - times[::-1], smoothing=True)[::-1]
+    return 0.5 * (forward + backward)
+
+
 def fit_from_video(
     path: str | Path,
     *,

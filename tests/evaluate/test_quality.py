@@ -58,3 +58,16 @@ def test_held_out_frames_with_the_training_frames_tracked_before_them():
     # Continuous with the held-out frames: the last training frame's pose is next to the first held-out one.
     k = bundle.face_model.n_expression
     assert np.abs(held.train_params[-1, k:k + 3] - held.params[0, k:k + 3]).max() < 0.05
+
+
+def test_refined_poses_score_better_than_the_trackers():
+    video = shared_data("obama.mp4")
+    plain = evaluate_quality(SAMPLE, video, test_frames=6, fast=True)
+    refined = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_pose=True)
+    assert plain["pose_refinement"] is None
+    info = refined["pose_refinement"]
+    assert info["resolution"] == 64 and info["iterations"] == 1 and info["ms_median"] > 0
+    assert 0 < info["rotation_deg_median"] < 6 and info["translation_mm_median"] < 30
+    gain = np.subtract(refined["full"]["psnr"]["per_frame"], plain["full"]["psnr"]["per_frame"])
+    # every frame at least holds its score, and the held-out frames gain on average
+    assert gain.min() > -0.2 and gain.mean() > 0.8, gain

@@ -18,7 +18,7 @@ def quality(args: argparse.Namespace) -> int:
     strip = args.strip or (args.avatar / "eval_strip.png")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
-                                  strip=strip, fast=args.fast, progress=True)  # bars go to stderr: --json stays clean
+                                  strip=strip, fast=args.fast, refine_pose=args.refine_pose, progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     result["strip"] = str(strip)
@@ -32,7 +32,10 @@ def _summary(r: dict) -> str:
             f"  full frame   PSNR {full['psnr']['mean']:.2f} dB  SSIM {full['ssim']['mean']:.4f}  "
             f"LPIPS {full['lpips']['mean']:.4f}\n"
             f"  inside mask  PSNR {head['psnr']['mean']:.2f} dB  SSIM {head['ssim']['mean']:.4f}\n"
-            f"  render {r['render_ms_median']:.0f} ms/frame ({r['renderer']}); strip: {r['strip']}")
+            f"  render {r['render_ms_median']:.0f} ms/frame ({r['renderer']}); strip: {r['strip']}"
+            + (f"\n  poses refined through the avatar: {r['pose_refinement']['ms_median']:.0f} ms/frame, "
+               f"median correction {r['pose_refinement']['rotation_deg_median']:.2f} deg, "
+               f"{r['pose_refinement']['translation_mm_median']:.1f} mm" if r.get("pose_refinement") else ""))
 
 
 def latency(args: argparse.Namespace) -> int:
@@ -125,6 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
                    "for quick comparisons; reported figures use the reference")
+    p.add_argument("--refine-pose", action="store_true",
+                   help="correct each frame's head pose through the avatar first, as a sender with "
+                   "--refine-pose does (one 64 px render per frame); scores what that sender's receiver shows")
     p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=quality)

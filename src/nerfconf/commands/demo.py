@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DemoSettings(avatar=args.avatar or SAMPLE, video=args.video, camera=args.camera,
                             seconds=args.seconds if args.seconds or args.camera is None else 20.0, rtt_ms=args.rtt_ms, loss=args.loss, mode=args.mode,
                             resolution=args.resolution, render_threads=args.render_threads, out=args.out,
-                            progress=True)
+                            refine_pose=args.refine_pose, progress=True)
     console.print(f"[bold]nerfconf demo[/]: a call on loopback, RTT {settings.rtt_ms:g} ms, "
                   f"{100 * settings.loss:g} % loss, {settings.mode} mode; avatar {settings.avatar}")
     console.print("starting the renderer (compiling kernels, once) ...")
@@ -65,5 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
     p.add_argument("--render-threads", type=int, default=None,
                    help="CPU threads of the renderer (default: every core; 1 is faster on a busy machine)")
+    p.add_argument("--refine-pose", action="store_true",
+                   help="A's sender corrects each head pose through A's avatar before sending it (one small "
+                   "render per frame, about 40 ms of one core); see the README")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out/)")
     p.set_defaults(func=run)

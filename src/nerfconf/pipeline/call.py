@@ -48,6 +48,8 @@ class CallSettings:
     #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
+    #: refine each sent pose through this user's own avatar (``avatar.pose_fit``)
+    refine_pose: bool = False
 
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):
@@ -73,7 +75,7 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
     plan = PeerPlan(own=own, source=SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps,
                                       loop=settings.loop_video, paced=settings.paced) if own else None,
                     peer=peer, fps=settings.fps, view=settings.view,
-                    sinks=sinks, seconds=settings.seconds,
+                    sinks=sinks, seconds=settings.seconds, refine_pose=settings.refine_pose,
                     max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)
     config = TransportConfig(mode=settings.mode)
     stamps = StampLog()

@@ -47,6 +47,8 @@ class DemoSettings:
     #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
+    #: A's sender refines its poses through A's avatar (``avatar.pose_fit``)
+    refine_pose: bool = False
     out: Path = Path("demo_out")
     seed: int = 1
     #: print a line a second while the call runs
@@ -72,7 +74,8 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     max_frames = int(settings.seconds * settings.fps) if settings.seconds else None
     live = VideoFileSink(settings.out / "received.mp4", fps=settings.fps,
                          size=settings.resolution or bundle.resolution)
-    a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames)
+    a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames,
+                 refine_pose=settings.refine_pose)
     b = PeerPlan(peer=bundle, fps=settings.fps, sinks=[live], record=True)
     link = LinkSpec(delay_ms=settings.rtt_ms / 2, loss=settings.loss)
     try:

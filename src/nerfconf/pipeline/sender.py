@@ -8,6 +8,7 @@ sending run on the asyncio loop that owns the QUIC connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from nerfconf.avatar.pose_fit import PoseRefiner
 from nerfconf.capture.source import SourceSpec, frames
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.encoder import ParamEncoder
@@ -35,6 +37,9 @@ class SenderStats:
     sent: int = 0
     dropped_before_extract: int = 0
     dropped_before_send: int = 0
+    #: frames whose pose was refined through the sender's avatar, and the median cost of that
+    refined: int = 0
+    refine_ms_median: float = 0.0
     payload_bytes: int = 0
     seconds: float = 0.0
     encoder: dict = field(default_factory=dict)
@@ -50,8 +55,12 @@ class Sender:
 
     def __init__(self, source: SourceSpec, face_model: FaceModel, codec: CodecConfig, *,
                  stamps: StampLog | None = None, on_frame: Callable[[Frame, FaceParams], None] | None = None,
-                 max_frames: int | None = None, record: bool = False) -> None:
+                 max_frames: int | None = None, record: bool = False,
+                 refiner: PoseRefiner | None = None) -> None:
         self.source = source
+        #: corrects each pose through this user's own avatar before it is coded (``avatar.pose_fit``)
+        self.refiner = refiner
+        self._refine_ms: list[float] = []
         self.face_model = face_model
         self.encoder = ParamEncoder(codec)
         self.layout = codec.layout
@@ -113,9 +122,22 @@ class Sender:
             self.stats.dropped_before_extract = captured.dropped
             self.stats.dropped_before_send = extracted.dropped
             self.stats.encoder = asdict(self.encoder.stats)
+            if self._refine_ms:
+                self.stats.refine_ms_median = float(np.median(self._refine_ms))
         if self.error is not None:
             raise self.error
         return self.stats
+
+    def _refine(self, found: FaceParams, landmarks: np.ndarray | None, frame: Frame, target) -> FaceParams:
+        if landmarks is None:
+            self.refiner.reset()
+            return found
+        # All six degrees are fitted even when the stream carries no translation: fitting the
+        # rotation alone against the receiver's rest position would tilt the head to move it.
+        fit = self.refiner.refine(found, target(frame.image, landmarks))
+        self.stats.refined += 1
+        self._refine_ms.append(fit.ms)
+        return fit.params
 
     def _capture(self, out: DropOldest[Frame]) -> None:
         while not self._extractor_ready.wait(0.05):
@@ -138,7 +160,9 @@ class Sender:
             cam = self.face_model.camera
             model_size = (cam.width, cam.height)
             framing: dict[tuple[int, int], CropBox | None] = {}
-            with Extractor(self.face_model) as extractor:
+            with Extractor(self.face_model) as extractor, _target_maker(self.refiner, self.face_model) as target:
+                if self.refiner is not None:
+                    self.refiner.prewarm()
                 self._extractor_ready.set()
                 while (frame := inp.get()) is not None:
                     t_in = time.monotonic()
@@ -149,8 +173,11 @@ class Sender:
                         frame = Frame(_reframe(frame.image, framing[size], model_size), frame.t_capture,
                                       frame.index)
                     result = extractor.process(frame)
+                    found = result.params
+                    if self.refiner is not None:
+                        found = self._refine(found, result.landmarks, frame, target)
                     # The extractor's layout carries translation; the codec's may not.
-                    params = FaceParams.from_vector(result.params.to_vector(extractor.layout)[: self.layout.dims],
+                    params = FaceParams.from_vector(found.to_vector(extractor.layout)[: self.layout.dims],
                                                     self.layout, face_found=result.params.face_found,
                                                     t_capture=frame.t_capture, index=frame.index)
                     self.stats.extracted += 1
@@ -163,6 +190,30 @@ class Sender:
         finally:
             self._stop.set()  # a capture still waiting for the extractor gives up
             out.put_threadsafe(None)
+
+
+class _HeadOnWhite:
+    """The frame as the avatar was trained to render it: the head on white, at the bundle's resolution."""
+
+    def __init__(self, model: FaceModel) -> None:
+        from nerfconf.face.segment import LEGACY_NECK_MARGIN, HeadSegmenter  # noqa: PLC0415
+
+        self._segmenter = HeadSegmenter(float(model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)))
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        from nerfconf.face.segment import compose_on_white  # noqa: PLC0415
+
+        return compose_on_white(image, self._segmenter.mask(image, landmarks))
+
+    def __enter__(self) -> _HeadOnWhite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._segmenter.close()
+
+
+def _target_maker(refiner: PoseRefiner | None, model: FaceModel):
+    return _HeadOnWhite(model) if refiner is not None else contextlib.nullcontext(None)
 
 
 def _reframe(image: np.ndarray, crop: CropBox | None, size: tuple[int, int]) -> np.ndarray:

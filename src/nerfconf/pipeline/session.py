@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.pose_fit import PoseRefiner
 from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.pipeline.probe import StampLog
@@ -36,6 +37,8 @@ class PeerPlan:
     #: seconds to keep receiving after the local source ended (or for a receive-only peer, in total)
     linger: float = 1.0
     seconds: float | None = None
+    #: refine each sent pose through ``own``'s avatar (``avatar.pose_fit``): better placed heads for CPU
+    refine_pose: bool = False
 
     @property
     def sends(self) -> bool:
@@ -60,6 +63,15 @@ class PeerResult:
     renderer: str = ""
 
 
+def pose_refiner(own: AvatarBundle) -> PoseRefiner:
+    """The sender's pose refiner, on one thread: the render process has the other cores."""
+    cam = own.face_model.camera
+    if cam.width != cam.height:
+        raise ValueError(f"--refine-pose needs an avatar enrolled on square frames; this face model was "
+                         f"fitted on {cam.width}x{cam.height}")
+    return PoseRefiner(own, threads=1)
+
+
 async def run_peer(plan: PeerPlan, conn, *, stamps: StampLog | None = None,
                    worker: RenderWorker | None = None, stop: asyncio.Event | None = None) -> PeerResult:
     """Runs this peer's half of the call over an open connection until its source ends (plus ``linger``),
@@ -77,7 +89,8 @@ async def run_peer(plan: PeerPlan, conn, *, stamps: StampLog | None = None,
                 recorded[frame.index] = frame.image
 
         sender = Sender(plan.source, plan.own.face_model, plan.own.codec, stamps=stamps,
-                        on_frame=keep, max_frames=plan.max_frames, record=plan.record)
+                        on_frame=keep, max_frames=plan.max_frames, record=plan.record,
+                        refiner=pose_refiner(plan.own) if plan.refine_pose else None)
         conn.attach_encoder(sender.encoder)
         tasks.append(asyncio.create_task(sender.run(conn.send_frame), name="sender"))
     if plan.receives:

@@ -12,15 +12,16 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from nerfconf.avatar.pose_fit import PoseRefiner
 from nerfconf.capture.source import SourceSpec, frames
+from nerfconf.capture.video import CropBox
 from nerfconf.codec.config import CodecConfig
 from nerfconf.codec.encoder import ParamEncoder
-from nerfconf.capture.video import CropBox
 from nerfconf.face.crop import model_framing
 from nerfconf.face.extract import Extractor
 from nerfconf.face.model import FaceModel
@@ -205,7 +206,7 @@ class _HeadOnWhite:
 
         return compose_on_white(image, self._segmenter.mask(image, landmarks))
 
-    def __enter__(self) -> _HeadOnWhite:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

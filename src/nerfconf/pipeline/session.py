@@ -16,7 +16,7 @@ from nerfconf.pipeline.probe import StampLog
 from nerfconf.pipeline.receiver import Receiver, ReceiverStats
 from nerfconf.pipeline.render_worker import RenderWorker
 from nerfconf.pipeline.sender import Sender, SenderStats
-from nerfconf.types import Frame, FaceParams
+from nerfconf.types import FaceParams, Frame
 
 
 @dataclass

@@ -12,8 +12,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Self
 from dataclasses import asdict, dataclass, field
+from typing import Self
 
 import numpy as np
 

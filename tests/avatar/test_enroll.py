@@ -25,8 +25,10 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     assert bundle.field.config == loaded.field.config
     assert loaded.field.config.sh_degree == 2  # the enrollment's view degree reaches the bundle
     assert loaded.face_model.metadata["training_smoothing"] == "zero-phase"
-    # The codec's bounds hold the sender's parameters of the training frames, not the smoothed ones trained on.
-    sent = data.sender_params(data.train_indices)[:, : loaded.codec.layout.dims]
+    # The codec's bounds hold the sender's parameters of the training frames, not the smoothed ones trained on,
+    # translation included: the receiver puts the head where the sender's is.
+    assert loaded.codec.layout.translation and loaded.codec.layout.dims == 6 + 6
+    sent = data.sender_params(data.train_indices)
     expected = Bounds.from_data(sent)
     np.testing.assert_allclose(loaded.codec.bounds.lo, expected.lo, atol=1e-5)
     np.testing.assert_allclose(loaded.codec.bounds.hi, expected.hi, atol=1e-5)

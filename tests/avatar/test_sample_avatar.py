@@ -14,7 +14,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 def test_sample_avatar_renders_a_face_in_front_of_white():
     bundle = AvatarBundle.load(SAMPLE)
     k = bundle.face_model.n_expression
-    assert bundle.resolution == 256 and bundle.codec.layout.dims == k + 3  # expression and rotation
+    assert bundle.resolution == 256 and bundle.codec.layout.dims == k + 6  # expression, rotation, translation
     expression = torch.zeros(k)  # coefficients are zero-mean: the person's average face
     # frontal camera at about the enrollment distance
     distance = 1.3

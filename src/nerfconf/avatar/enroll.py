@@ -87,9 +87,11 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     state = trainer.train(progress=progress)
 
     # The codec section: bounds and priors from the training frames' parameters as the sender sends them.
-    layout = ParamLayout(k, translation=False)
+    # Translation is sent: without it the receiver draws the head at its rest position, which on
+    # cnn2's held-out frames scores 18.0 dB against 26.5 (README, "Where the head is"), for 0.2 kbps.
+    layout = ParamLayout(k, translation=True)
     train = data.train_indices
-    codec = CodecConfig.fit(layout, data.sender_params(train)[:, : k + 3])
+    codec = CodecConfig.fit(layout, data.sender_params(train))
     bundle = AvatarBundle(
         field=trainer.field.cpu().eval(),
         occupancy=trainer.occupancy.mask.cpu(),

@@ -98,3 +98,10 @@ def test_enroll_refuses_a_view_degree_above_four(tmp_path, capsys):
         main(["enroll", str(video), "-o", str(tmp_path / "a"), "--view-degree", "5"])
     assert "--view-degree" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["call"], ["send"], ["eval", "quality"]])
+def test_the_sender_side_commands_offer_pose_refinement(argv, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    assert "--refine-pose" in capsys.readouterr().out

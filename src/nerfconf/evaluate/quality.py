@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from nerfconf.face.model import FaceModel
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.face.segment import LEGACY_NECK_MARGIN, head_frames
 from nerfconf.face.smoothing import OneEuroFilter
+
+if TYPE_CHECKING:
+    from nerfconf.avatar.pose_fit import RefineSettings
 
 
 @dataclass
@@ -175,7 +179,8 @@ def evaluate_quality(
     }
 
 
-def refine_held_out(bundle: AvatarBundle, held: HeldOut, settings=None, *, progress: bool = False) -> dict:
+def refine_held_out(bundle: AvatarBundle, held: HeldOut, settings: RefineSettings | None = None, *,
+                    progress: bool = False) -> dict:
     """Replaces ``held``'s cameras (and pose parameters) by the sender-side refined ones, frame by frame
     in order, and says what it cost."""
     from nerfconf.avatar.pose_fit import PoseRefiner  # noqa: PLC0415

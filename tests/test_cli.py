@@ -63,6 +63,8 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["demo", "--loss", "1.5"]) == 2
     assert "loss must be" in capsys.readouterr().err
+    assert main(["demo", "--refine-pose", "--refine-every", "0"]) == 2
+    assert "--refine-every must be 1..25" in capsys.readouterr().err
 
 
 def test_bench_codec_json(tmp_path, capsys):

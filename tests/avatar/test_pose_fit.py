@@ -110,3 +110,23 @@ def test_bad_input_is_refused_by_name(bundle, truth):
     for bad in ({"resolution": 8}, {"iterations": 0}, {"blur": -1.0}, {"max_rotation": 0.0}):
         with pytest.raises(RefineError):
             RefineSettings(**bad)
+
+
+def test_fitting_every_other_frame_carries_the_last_correction_between(bundle, truth):
+    params, target = truth
+    start = _offset(params, OFFSET)
+    refiner = PoseRefiner(bundle, RefineSettings(every=2))
+    assert refiner.due
+    first = refiner.refine(start, target)
+    assert first.fitted and not refiner.due
+    # the frame between needs no target, renders nothing, and takes the first frame's correction
+    between = refiner.refine(start, None)
+    assert not between.fitted and refiner.due
+    np.testing.assert_array_equal(between.correction, first.correction)
+    with pytest.raises(RefineError, match="needs its target"):
+        refiner.refine(start, None)
+    third = refiner.refine(start, target)
+    assert third.fitted
+    assert np.abs(_pose(third.params) - _pose(params)).sum() < np.abs(_pose(first.params) - _pose(params)).sum()
+    with pytest.raises(RefineError, match="warm_start"):
+        RefineSettings(every=2, warm_start=False)

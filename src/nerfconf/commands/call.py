@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_dir, existing_file
+from nerfconf.commands.common import (
+    REFINE_EVERY_HELP,
+    REFINE_HELP,
+    UserError,
+    existing_dir,
+    existing_file,
+    refine_every,
+)
 
 
 def _listen_addr(text: str) -> tuple[str, int]:
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                                 paced=not getattr(args, "as_fast_as_possible", False), seconds=args.seconds,
                                 save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
                                 view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
-                                mode=args.mode, refine_pose=getattr(args, "refine_pose", False))
+                                mode=args.mode, refine_pose=getattr(args, "refine_pose", False),
+                                refine_every=refine_every(getattr(args, "refine_every", 1)))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -64,10 +72,6 @@ def run(args: argparse.Namespace) -> int:
         args.stats.write_text(json.dumps(summary, indent=1, default=float))
     print(json.dumps({k: v for k, v in summary.items() if v}, default=float)[:2000])
     return 0
-
-
-REFINE_HELP = ("correct each head pose through your own avatar before sending it (one small render per "
-               "frame, about 40 ms of one core): the peer sees your head better placed; see the README")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -94,6 +98,7 @@ def _sending(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-fast-as-possible", action="store_true",
                    help="feed the video as fast as extraction takes it, not at its frame rate (for evaluation)")
     p.add_argument("--refine-pose", action="store_true", help=REFINE_HELP)
+    p.add_argument("--refine-every", type=int, default=1, metavar="N", help=REFINE_EVERY_HELP)
 
 
 def _receiving(p: argparse.ArgumentParser) -> None:

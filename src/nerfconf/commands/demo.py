@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_dir, existing_file
+from nerfconf.commands.common import (
+    REFINE_EVERY_HELP,
+    UserError,
+    existing_dir,
+    existing_file,
+    refine_every,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DemoSettings(avatar=args.avatar or SAMPLE, video=args.video, camera=args.camera,
                             seconds=args.seconds if args.seconds or args.camera is None else 20.0, rtt_ms=args.rtt_ms, loss=args.loss, mode=args.mode,
                             resolution=args.resolution, render_threads=args.render_threads, out=args.out,
-                            refine_pose=args.refine_pose, progress=True)
+                            refine_pose=args.refine_pose, refine_every=refine_every(args.refine_every), progress=True)
     console.print(f"[bold]nerfconf demo[/]: a call on loopback, RTT {settings.rtt_ms:g} ms, "
                   f"{100 * settings.loss:g} % loss, {settings.mode} mode; avatar {settings.avatar}")
     console.print("starting the renderer (compiling kernels, once) ...")
@@ -68,5 +74,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine-pose", action="store_true",
                    help="A's sender corrects each head pose through A's avatar before sending it (one small "
                    "render per frame, about 40 ms of one core); see the README")
+    p.add_argument("--refine-every", type=int, default=1, metavar="N", help=REFINE_EVERY_HELP)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out/)")
     p.set_defaults(func=run)

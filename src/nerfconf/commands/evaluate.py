@@ -18,7 +18,8 @@ def quality(args: argparse.Namespace) -> int:
     strip = args.strip or (args.avatar / "eval_strip.png")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
-                                  strip=strip, fast=args.fast, refine_pose=args.refine_pose, progress=True)  # bars go to stderr: --json stays clean
+                                  strip=strip, fast=args.fast, refine_pose=args.refine_pose,
+                                  refine_every=args.refine_every, progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     result["strip"] = str(strip)
@@ -131,6 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine-pose", action="store_true",
                    help="correct each frame's head pose through the avatar first, as a sender with "
                    "--refine-pose does (one 64 px render per frame); scores what that sender's receiver shows")
+    p.add_argument("--refine-every", type=int, default=1, metavar="N",
+                   help="with --refine-pose, fit every Nth frame only, as a sender with --refine-every N does")
     p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=quality)

@@ -135,6 +135,7 @@ def evaluate_quality(
     strip: Path | None = None,
     fast: bool = False,
     refine_pose: bool = False,
+    refine_every: int = 1,
     progress: bool = False,
 ) -> dict:
     """Scores the avatar on the held-out frames of its video.
@@ -149,7 +150,8 @@ def evaluate_quality(
 
     bundle = AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress)
-    refinement = refine_held_out(bundle, held, progress=progress) if refine_pose else None
+    refinement = refine_held_out(bundle, held, _refine_settings(refine_every), progress=progress) \
+        if refine_pose else None
     render = _fast_frames(bundle, held, probe(video).fps or 25.0) if fast else _reference_frames(bundle, held, samples)
     rendered, ms = [], []
     items = range(len(held.cameras))
@@ -203,13 +205,21 @@ def refine_held_out(bundle: AvatarBundle, held: HeldOut, settings: RefineSetting
                                         int(held.indices[i])), held.references[i])
         held.params[i, k : k + 3], held.params[i, k + 3 : k + 6] = fit.params.rotation, fit.params.translation
         held.cameras[i] = camera_for(bundle, fit.params.rotation, fit.params.translation)
-        ms.append(fit.ms)
+        if fit.fitted:
+            ms.append(fit.ms)
         moved.append(fit.correction)
     c = np.abs(np.array(moved))
     s = refiner.settings
-    return {"resolution": s.resolution, "iterations": s.iterations, "ms_median": float(np.median(ms)),
+    return {"resolution": s.resolution, "iterations": s.iterations, "every": s.every,
+            "ms_median": float(np.median(ms)),
             "rotation_deg_median": float(np.degrees(np.median(c[:, :3]))),
             "translation_mm_median": float(1e3 * np.median(c[:, 3:]))}
+
+
+def _refine_settings(every: int) -> RefineSettings:
+    from nerfconf.avatar.pose_fit import RefineSettings  # noqa: PLC0415
+
+    return RefineSettings(every=every)
 
 
 def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):

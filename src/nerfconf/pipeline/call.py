@@ -50,6 +50,7 @@ class CallSettings:
     render_threads: int | None = None
     #: refine each sent pose through this user's own avatar (``avatar.pose_fit``)
     refine_pose: bool = False
+    refine_every: int = 1
 
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):
@@ -76,6 +77,7 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
                                       loop=settings.loop_video, paced=settings.paced) if own else None,
                     peer=peer, fps=settings.fps, view=settings.view,
                     sinks=sinks, seconds=settings.seconds, refine_pose=settings.refine_pose,
+                    refine_every=settings.refine_every,
                     max_frames=int(settings.seconds * settings.fps) if settings.seconds else None)
     config = TransportConfig(mode=settings.mode)
     stamps = StampLog()

@@ -49,6 +49,7 @@ class DemoSettings:
     render_threads: int | None = None
     #: A's sender refines its poses through A's avatar (``avatar.pose_fit``)
     refine_pose: bool = False
+    refine_every: int = 1
     out: Path = Path("demo_out")
     seed: int = 1
     #: print a line a second while the call runs
@@ -75,7 +76,7 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     live = VideoFileSink(settings.out / "received.mp4", fps=settings.fps,
                          size=settings.resolution or bundle.resolution)
     a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames,
-                 refine_pose=settings.refine_pose)
+                 refine_pose=settings.refine_pose, refine_every=settings.refine_every)
     b = PeerPlan(peer=bundle, fps=settings.fps, sinks=[live], record=True)
     link = LinkSpec(delay_ms=settings.rtt_ms / 2, loss=settings.loss)
     try:

@@ -135,9 +135,11 @@ class Sender:
             return found
         # All six degrees are fitted even when the stream carries no translation: fitting the
         # rotation alone against the receiver's rest position would tilt the head to move it.
-        fit = self.refiner.refine(found, target(frame.image, landmarks))
-        self.stats.refined += 1
-        self._refine_ms.append(fit.ms)
+        # between fits the frame takes the last correction, and needs no head mask
+        fit = self.refiner.refine(found, target(frame.image, landmarks) if self.refiner.due else None)
+        if fit.fitted:
+            self.stats.refined += 1
+            self._refine_ms.append(fit.ms)
         return fit.params
 
     def _capture(self, out: DropOldest[Frame]) -> None:

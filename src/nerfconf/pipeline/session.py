@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.pose_fit import PoseRefiner
+from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings
 from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.pipeline.probe import StampLog
@@ -39,6 +39,8 @@ class PeerPlan:
     seconds: float | None = None
     #: refine each sent pose through ``own``'s avatar (``avatar.pose_fit``): better placed heads for CPU
     refine_pose: bool = False
+    #: fit every Nth frame; those between take the last correction
+    refine_every: int = 1
 
     @property
     def sends(self) -> bool:
@@ -63,13 +65,13 @@ class PeerResult:
     renderer: str = ""
 
 
-def pose_refiner(own: AvatarBundle) -> PoseRefiner:
+def pose_refiner(own: AvatarBundle, every: int = 1) -> PoseRefiner:
     """The sender's pose refiner, on one thread: the render process has the other cores."""
     cam = own.face_model.camera
     if cam.width != cam.height:
         raise ValueError(f"--refine-pose needs an avatar enrolled on square frames; this face model was "
                          f"fitted on {cam.width}x{cam.height}")
-    return PoseRefiner(own, threads=1)
+    return PoseRefiner(own, RefineSettings(every=every), threads=1)
 
 
 async def run_peer(plan: PeerPlan, conn, *, stamps: StampLog | None = None,
@@ -90,7 +92,7 @@ async def run_peer(plan: PeerPlan, conn, *, stamps: StampLog | None = None,
 
         sender = Sender(plan.source, plan.own.face_model, plan.own.codec, stamps=stamps,
                         on_frame=keep, max_frames=plan.max_frames, record=plan.record,
-                        refiner=pose_refiner(plan.own) if plan.refine_pose else None)
+                        refiner=pose_refiner(plan.own, plan.refine_every) if plan.refine_pose else None)
         conn.attach_encoder(sender.encoder)
         tasks.append(asyncio.create_task(sender.run(conn.send_frame), name="sender"))
     if plan.receives:

@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +21,8 @@ from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.model import FaceModel
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import LEGACY_NECK_MARGIN, head_frames
+from nerfconf.face.segment import head_frames, recorded_neck_margin
 from nerfconf.face.smoothing import OneEuroFilter
-
-if TYPE_CHECKING:
-    from nerfconf.avatar.pose_fit import RefineSettings
 
 
 @dataclass
@@ -69,10 +65,7 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     smooth = OneEuroFilter(model.param_std)
     crop = bundle_crop(bundle)
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
-    neck = model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)
-    if isinstance(neck, bool) or not isinstance(neck, (int, float)):
-        raise ValueError(f"{bundle.face_model.metadata.get('source', 'the bundle')}: its face model's "
-                         f"neck_margin is {neck!r}, not a number")
+    neck = recorded_neck_margin(model)
     train = _tracked_params(video, model, smooth, stop=start, size=r, crop=crop, progress=progress) \
         if with_training else []
     frames = head_frames(video, start=start, size=r, crop=crop, neck_margin=neck)
@@ -150,8 +143,7 @@ def evaluate_quality(
 
     bundle = AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress)
-    refinement = refine_held_out(bundle, held, _refine_settings(refine_every), progress=progress) \
-        if refine_pose else None
+    refinement = refine_held_out(bundle, held, every=refine_every, progress=progress) if refine_pose else None
     render = _fast_frames(bundle, held, probe(video).fps or 25.0) if fast else _reference_frames(bundle, held, samples)
     rendered, ms = [], []
     items = range(len(held.cameras))
@@ -181,14 +173,13 @@ def evaluate_quality(
     }
 
 
-def refine_held_out(bundle: AvatarBundle, held: HeldOut, settings: RefineSettings | None = None, *,
-                    progress: bool = False) -> dict:
+def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1, progress: bool = False) -> dict:
     """Replaces ``held``'s cameras (and pose parameters) by the sender-side refined ones, frame by frame
     in order, and says what it cost."""
-    from nerfconf.avatar.pose_fit import PoseRefiner  # noqa: PLC0415
+    from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings  # noqa: PLC0415
     from nerfconf.types import FaceParams  # noqa: PLC0415
 
-    refiner = PoseRefiner(bundle, settings, threads=None)
+    refiner = PoseRefiner(bundle, RefineSettings(every=every))
     refiner.prewarm()
     k = bundle.face_model.n_expression
     items = range(len(held.cameras))
@@ -214,12 +205,6 @@ def refine_held_out(bundle: AvatarBundle, held: HeldOut, settings: RefineSetting
             "ms_median": float(np.median(ms)),
             "rotation_deg_median": float(np.degrees(np.median(c[:, :3]))),
             "translation_mm_median": float(1e3 * np.median(c[:, 3:]))}
-
-
-def _refine_settings(every: int) -> RefineSettings:
-    from nerfconf.avatar.pose_fit import RefineSettings  # noqa: PLC0415
-
-    return RefineSettings(every=every)
 
 
 def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):

@@ -199,9 +199,9 @@ class _HeadOnWhite:
     """The frame as the avatar was trained to render it: the head on white, at the bundle's resolution."""
 
     def __init__(self, model: FaceModel) -> None:
-        from nerfconf.face.segment import LEGACY_NECK_MARGIN, HeadSegmenter  # noqa: PLC0415
+        from nerfconf.face.segment import HeadSegmenter, recorded_neck_margin  # noqa: PLC0415
 
-        self._segmenter = HeadSegmenter(float(model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)))
+        self._segmenter = HeadSegmenter(recorded_neck_margin(model))
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         from nerfconf.face.segment import compose_on_white  # noqa: PLC0415

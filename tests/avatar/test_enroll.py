@@ -33,6 +33,14 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     np.testing.assert_allclose(loaded.codec.bounds.lo, expected.lo, atol=1e-5)
     np.testing.assert_allclose(loaded.codec.bounds.hi, expected.hi, atol=1e-5)
 
+    # The training poses were aligned through the avatar twice (the default recipe), and what was found is kept.
+    passes = loaded.metadata["training"]["alignment_passes"]
+    assert [p["iteration"] for p in passes] == [4, 9]
+    poses = np.load(out / ".work" / "training_poses.npz")
+    assert poses["corrections"].shape == (len(data.images), 6) and np.isfinite(poses["corrections"]).all()
+    assert not poses["corrections"][~data.face_found].any()
+    assert loaded.metadata["training"]["heldout_psnr"] == []  # 20 iterations: no reading is due
+
     # Run again with more iterations: it resumes from the checkpoint instead of starting over.
     again = enroll(video, out, EnrollConfig(**{**config.__dict__, "iterations": 30}), progress=False)
     assert again.metadata["training"]["iterations"] == 30

@@ -9,7 +9,7 @@ import torch
 from nerfconf.avatar.bundle import AvatarBundle, BundleError
 from nerfconf.avatar.dataset import prepare
 from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
-from nerfconf.avatar.renderer import Camera, OccupancyGrid, composite, ray_box, render_rays
+from nerfconf.avatar.renderer import Camera, OccupancyGrid, composite, distortion, ray_box, render_rays
 from nerfconf.avatar.trainer import LR_GAMMA, TrainConfig, Trainer, camera_of, head_boxes
 from nerfconf.codec.config import CodecConfig
 from nerfconf.types import ParamLayout
@@ -45,6 +45,19 @@ def test_ray_box_and_compositing():
     assert out.opacity[0] == pytest.approx(1.0) and out.depth[0] == pytest.approx(2.0)
     empty = composite(torch.zeros(1, 3), torch.zeros(1, 3, 3), torch.tensor([[1.0, 2, 3]]), torch.tensor([1.0]))
     assert torch.allclose(empty.rgb, torch.ones(1, 3))  # nothing there: white background
+
+
+def test_distortion_loss_is_the_pairwise_sum_and_prefers_a_surface():
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(5, 12, generator=g) / 12
+    s = (torch.arange(12) + torch.rand(5, 12, generator=g)) / 12
+    brute = (w[:, :, None] * w[:, None, :] * (s[:, :, None] - s[:, None, :]).abs()).sum((1, 2))
+    brute = brute + (w * w).sum(1) / (3 * 12)
+    torch.testing.assert_close(distortion(w, s, 12), brute)
+    # the same opacity in one sample scores lower than spread over the ray like fog
+    surface, fog = torch.zeros(1, 12), torch.full((1, 12), 0.8 / 12)
+    surface[0, 6] = 0.8
+    assert distortion(surface, s[:1], 12) < 0.5 * distortion(fog, s[:1], 12)
 
 
 def test_camera_rays_point_through_pixels():

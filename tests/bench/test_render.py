@@ -29,6 +29,18 @@ def test_bench_render_reports_speed_and_fidelity():
     assert result["resolution"] == RESOLUTION and result["device"].startswith("cpu")
     assert result["threads"]["numba"] >= 1 and result["threads"]["torch"] >= 1
     assert result["quality"]["frames"] == 2 and result["quality"]["psnr_min"] >= 40
+    # the cost in GMAC-equivalents is the median ms times the host's measured rate times the render threads
+    assert result["sgemm_gmacs_per_core"] > 0.1
+    expected = ms["median"] * 1e-3 * result["sgemm_gmacs_per_core"] * result["threads"]["numba"]
+    assert result["gmac_equivalents_median"] == pytest.approx(expected)
+
+
+def test_sgemm_rate_is_a_plausible_measurement():
+    from nerfconf.bench.host import sgemm_gmacs  # noqa: PLC0415
+
+    small, full = sgemm_gmacs((256, 64, 64), seconds=0.05), sgemm_gmacs(seconds=0.05)
+    # any real core multiplies at 0.1 to 1000 GMAC/s; a clock or shape mistake lands far outside
+    assert 0.1 < small < 1000 and 0.1 < full < 1000
 
 
 def test_cli_bench_render_json(saved, capsys):

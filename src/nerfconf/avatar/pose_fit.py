@@ -55,6 +55,10 @@ class RefineSettings:
     blur: float = 1.0
     #: Levenberg-Marquardt damping, relative to the normal matrix's diagonal
     damping: float = 1e-2
+    #: pull of the total correction toward the tracker's pose (a Tikhonov term, relative to the
+    #: normal matrix's mean diagonal): 0 for the sender, which fits every frame as it comes; enrollment
+    #: refits frames many times, and without a pull a field and its poses could drift together
+    prior: float = 0.0
     #: start each frame from the previous frame's correction
     warm_start: bool = True
     #: fit every Nth frame only; the frames between take the last correction as it is (half the
@@ -75,8 +79,8 @@ class RefineSettings:
             raise RefineError(f"refinement must fit every 1..25 frames, got every {self.every}")
         if self.every > 1 and not self.warm_start:
             raise RefineError("refining every few frames carries the correction over: it needs warm_start")
-        if not (self.damping >= 0 and self.max_rotation > 0 and self.max_translation > 0):
-            raise RefineError("refinement damping must be >= 0 and its bounds > 0")
+        if not (self.damping >= 0 and self.prior >= 0 and self.max_rotation > 0 and self.max_translation > 0):
+            raise RefineError("refinement damping and prior must be >= 0 and its bounds > 0")
 
 
 @dataclass
@@ -129,7 +133,7 @@ class PoseRefiner:
         return self._frame % self.settings.every == 0
 
     def refine(self, params: FaceParams, target: np.ndarray | None) -> PoseFit:
-        """``target`` may be None on frames that are not :attr:`due`."""
+        """The next frame of a stream; ``target`` may be None on frames that are not :attr:`due`."""
         t0 = time.perf_counter()
         if not params.face_found:
             self.reset()
@@ -137,26 +141,41 @@ class PoseRefiner:
         due = self.due
         if target is None and due:
             raise RefineError("this frame is fitted, so it needs its target image")
-        target = None if target is None else np.asarray(target)
-        if target is not None and (target.ndim != 3 or target.shape[2] != 3 or target.shape[0] != target.shape[1]
-                                   or target.dtype != np.uint8):
-            raise RefineError(f"the target must be a square (R, R, 3) uint8 image, got {target.shape} {target.dtype}")
-        translating = params.translation is not None
-        base = np.concatenate([np.asarray(params.rotation, np.float64),
-                               np.asarray(params.translation if translating else self.renderer.default_translation,
-                                          np.float64)])
-        if base.shape != (6,) or not np.isfinite(base).all():
-            raise RefineError(f"the pose must be 3 finite angles and 3 finite coordinates, got {base}")
+        base, translating = self._base(params)
         self._frame += 1
         if not due:
             x = self._x.copy()
             return PoseFit(_with_pose(params, base + x * _UNIT, translating), x * _UNIT, float("nan"),
                            (time.perf_counter() - t0) * 1e3, fitted=False)
+        fit = self.fit(params, target, start=self._x * _UNIT if self.settings.warm_start else None)
+        self._x = fit.correction / _UNIT
+        return fit
+
+    def fit(self, params: FaceParams, target: np.ndarray, start: np.ndarray | None = None) -> PoseFit:
+        """One frame on its own: the correction from ``start`` (6,), or from none, after
+        ``settings.iterations`` steps. The stream's carried-over state is left alone, so
+        enrollment (``avatar.align``) refits its frames in any order with the sender's fit.
+        """
+        t0 = time.perf_counter()
+        if not params.face_found:
+            raise RefineError("a frame without a face has no pose to fit")
+        base, translating = self._base(params)
+        target = np.asarray(target)
+        if (target.ndim != 3 or target.shape[2] != 3 or target.shape[0] != target.shape[1]
+                or target.dtype != np.uint8):
+            raise RefineError(f"the target must be a square (R, R, 3) uint8 image, got {target.shape} {target.dtype}")
         s, cfg = self.settings.resolution, self.settings
         sigma = cfg.blur * s / 64
         goal = _blur(cv2.resize(target, (s, s), interpolation=cv2.INTER_AREA).astype(np.float32) / 255, sigma)
-        x = self._x.copy() if cfg.warm_start else np.zeros(6)
+        x = np.zeros(6)
+        if start is not None:
+            start = np.asarray(start, np.float64)
+            if start.shape != (6,) or not np.isfinite(start).all():
+                raise RefineError(f"a starting correction is 6 finite numbers, got {start}")
+            x = np.clip(start / _UNIT, -self._bound, self._bound)
         free = np.arange(6) if translating else np.arange(3)
+        if not translating:
+            x[3:] = 0.0
         residual = float("nan")
         for _ in range(cfg.iterations):
             pose = base + x * _UNIT
@@ -169,17 +188,27 @@ class PoseRefiner:
                 break
             a = jac[:, free].T @ jac[:, free]
             g = jac[:, free].T @ diff
-            lhs = a + cfg.damping * np.diag(np.diag(a)) + 1e-9 * np.eye(len(free))
+            pull = cfg.prior * float(np.mean(np.diag(a)))
+            lhs = a + cfg.damping * np.diag(np.diag(a)) + (pull + 1e-9) * np.eye(len(free))
             try:
-                step = -np.linalg.solve(lhs, g)
+                step = -np.linalg.solve(lhs, g + pull * x[free])
             except np.linalg.LinAlgError:
                 break
             if not np.isfinite(step).all():
                 break
             x[free] = np.clip(x[free] + step, -self._bound[free], self._bound[free])
-        self._x = x
         refined = _with_pose(params, base + x * _UNIT, translating)
         return PoseFit(refined, x * _UNIT, residual, (time.perf_counter() - t0) * 1e3)
+
+    def _base(self, params: FaceParams) -> tuple[np.ndarray, bool]:
+        """The tracker's pose (6,) and whether the stream carries translation."""
+        translating = params.translation is not None
+        base = np.concatenate([np.asarray(params.rotation, np.float64),
+                               np.asarray(params.translation if translating else self.renderer.default_translation,
+                                          np.float64)])
+        if base.shape != (6,) or not np.isfinite(base).all():
+            raise RefineError(f"the pose must be 3 finite angles and 3 finite coordinates, got {base}")
+        return base, translating
 
     def _jacobian(self, image: np.ndarray, depth: np.ndarray, alpha: np.ndarray, pose: np.ndarray) -> np.ndarray | None:
         """d(render)/d(correction) (R*R*3, 6) by moving each pixel's surface point, or None without a head."""

@@ -56,6 +56,10 @@ class RenderOutput:
     depth: torch.Tensor  # (M,)
     #: field evaluations spent (samples left after box and occupancy culling)
     evaluated: int = 0
+    #: (M, S) compositing weights of the samples, and their positions along the ray as a fraction
+    #: of its path through the head box (``render_rays`` only; for the distortion loss)
+    weights: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
 
 def composite(
@@ -69,7 +73,19 @@ def composite(
     opacity = weights.sum(dim=1)
     color = (weights[..., None] * rgb).sum(dim=1) + (1.0 - opacity[:, None]) * background
     depth = (weights * t).sum(dim=1) / opacity.clamp_min(1e-6)
-    return RenderOutput(color, opacity, depth)
+    return RenderOutput(color, opacity, depth, weights=weights)
+
+
+def distortion(weights: torch.Tensor, positions: torch.Tensor, samples: int) -> torch.Tensor:
+    """Mip-NeRF 360's distortion loss per ray (M,): small when a ray's weight sits in one short interval.
+
+    ``sum_ij w_i w_j |s_i - s_j| + 1/3 sum_i w_i^2 / S`` with ``s`` the samples' positions along the
+    ray in [0, 1] and ``S`` samples (intervals of width 1/S), in O(S) with prefix sums.
+    """
+    w_before = torch.cumsum(weights, dim=1) - weights
+    ws_before = torch.cumsum(weights * positions, dim=1) - weights * positions
+    spread = 2.0 * (weights * (positions * w_before - ws_before)).sum(dim=1)
+    return spread + (weights * weights).sum(dim=1) / (3.0 * samples)
 
 
 def render_rays(
@@ -119,6 +135,7 @@ def render_rays(
         rgb = rgb.index_put((idx,), c)
     out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
     out.evaluated = int(idx.numel())
+    out.positions = steps.expand(m, samples)
     return out
 
 

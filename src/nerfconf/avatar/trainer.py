@@ -6,7 +6,10 @@ once, and a batch of random pixels from it. Losses:
 * photometric L1 (or L2: ``TrainConfig.photometric``) against the head on white;
 * opacity L1 against the head mask, for the first part of training, so the
   field learns the silhouette before colour detail;
-* L1 sparsity on the expression tables, so a basis only changes what it must.
+* L1 sparsity on the expression tables, so a basis only changes what it must;
+* optionally Mip-NeRF 360's distortion loss (``distortion_weight``), which gathers each
+  ray's weight into one short interval: a surface rather than a fog, which the fast
+  renderer's early termination and empty-space skipping pay off on.
 
 Adam (lr 1e-3, betas 0.9/0.99) with MultiStepLR's schedule as in the paper;
 the milestones sit at 50 %, 75 % and 90 % of the run, since a CPU budget buys a
@@ -24,6 +27,14 @@ followed by torch's Adam; the (K+1, L, T, F) gradient is never formed.
 Rays: a fraction of each batch is drawn inside the box around the frame's head
 mask (widened by 1/16 of the frame), the rest anywhere, so that fewer rays are
 spent on the white background, which the field learns early.
+
+Poses: at the fractions of the run in ``AlignConfig.at`` every training frame's pose
+is refitted through the field as it stands (``avatar.align``), and training goes on
+from the corrected poses. The passes count toward the time budget.
+
+Held-out PSNR: every ``heldout_every`` iterations a few held-out frames are rendered
+(the receiver's renderer, the tracker's poses) and scored, for the progress bar and
+the bundle's record only; nothing in training looks at them.
 """
 
 from __future__ import annotations
@@ -34,15 +45,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclasses_field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nerfconf.avatar.align import AlignConfig, TrainingPoses, align_pass
+from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.field import BlendshapeField, FieldConfig
-from nerfconf.avatar.renderer import Camera, OccupancyGrid, render_rays
+from nerfconf.avatar.renderer import Camera, OccupancyGrid, distortion, render_rays
 from nerfconf.avatar.table_adam import TableAdam
+from nerfconf.face.model import FaceModel
 
 
 @dataclass(frozen=True)
@@ -68,11 +83,19 @@ class TrainConfig:
     #: "l1" or "l2". PSNR scores the squared error, and where a pixel is unpredictable (the
     #: silhouette under tracker pose error) L2's mean beats L1's median on it.
     photometric: str = "l1"
+    #: weight of the distortion loss (``renderer.distortion``; 0: off)
+    distortion_weight: float = 0.0
     #: torch device ("cpu", "cuda", ...); off CPU the hash encoding runs as torch gathers
     device: str = "cpu"
     #: run the MLPs in bfloat16 (autocast; the hash tables, their gradients and compositing stay
     #: float32): None picks it where the hardware computes bfloat16 natively
     bf16_mlp: bool | None = None
+    #: per-frame pose corrections of the training frames (``avatar.align``); needs the face model
+    alignment: AlignConfig = AlignConfig.off()
+    #: iterations between held-out PSNR readings (0: none); needs the face model
+    heldout_every: int = 1000
+    #: held-out frames scored at each reading, evenly spaced over the held-out part
+    heldout_frames: int = 8
 
     def __post_init__(self) -> None:
         if self.photometric not in PHOTOMETRIC_LOSSES:
@@ -91,14 +114,20 @@ class TrainState:
     iteration: int = 0
     seconds: float = 0.0
     last_psnr: float = 0.0
+    #: alignment passes done, and what each found
+    alignment_passes: int = 0
+    alignment: list = dataclasses_field(default_factory=list)
+    #: (iteration, PSNR) of each held-out reading
+    heldout_psnr: list = dataclasses_field(default_factory=list)
 
 
 def clamp_expression(data: AvatarData, lo: np.ndarray, hi: np.ndarray, i: int) -> torch.Tensor:
     return torch.from_numpy(np.clip(data.expressions[i], lo, hi).astype(np.float32))
 
 
-def camera_of(data: AvatarData, i: int) -> Camera:
-    rot, centre = data.camera_to_head(i)
+def camera_of(data: AvatarData, i: int, poses: TrainingPoses | None = None) -> Camera:
+    """Frame ``i``'s camera, from its tracked pose or from ``poses`` (corrected)."""
+    rot, centre = data.camera_to_head(i) if poses is None else poses.camera_to_head(i)
     return Camera(rot, centre, data.focal, data.resolution)
 
 
@@ -110,8 +139,12 @@ class Trainer:
         config: TrainConfig,
         bounds: tuple[np.ndarray, np.ndarray],
         workdir: Path,
+        face_model: FaceModel | None = None,
     ) -> None:
         self.data = data
+        self.face_model = face_model
+        if face_model is None and config.alignment.at:
+            raise ValueError("aligning the training poses renders the avatar, which needs the face model")
         self.config = config
         self.workdir = Path(workdir)
         self.lo, self.hi = bounds
@@ -132,6 +165,10 @@ class Trainer:
         self.head_boxes = head_boxes(data.alphas, margin=data.resolution // 16)
         self.expression_spread = data.expressions[self.train_frames].std(axis=0).astype(np.float32)
         self.bf16 = native_bf16(self.device) if config.bf16_mlp is None else config.bf16_mlp
+        self.poses = TrainingPoses.of(data)
+        test = data.test_indices
+        self.heldout = test[np.linspace(0, len(test) - 1, min(config.heldout_frames, len(test))).astype(int)] \
+            if len(test) and config.heldout_every and face_model is not None else np.zeros(0, np.int64)
 
     def sample_pixels(self, i: int) -> np.ndarray:
         """(M, 2) pixel (x, y) for a batch on frame ``i``, part of them inside its head box."""
@@ -170,7 +207,7 @@ class Trainer:
         cfg, data, dev = self.config, self.data, self.device
         i = int(self.rng.choice(self.train_frames))
         pixels = self.sample_pixels(i)
-        origins, dirs = camera_of(data, i).rays(pixels)
+        origins, dirs = camera_of(data, i, self.poses).rays(pixels)
         origins, dirs = origins.to(dev), dirs.to(dev)
         target = torch.from_numpy(data.images[i][pixels[:, 1], pixels[:, 0]].astype(np.float32) / 255.0).to(dev)
         mask = torch.from_numpy(data.alphas[i][pixels[:, 1], pixels[:, 0]].astype(np.float32) / 255.0).to(dev)
@@ -188,6 +225,8 @@ class Trainer:
         loss = residual.square().mean() if cfg.photometric == "l2" else residual.abs().mean()
         if self.progress() < cfg.mask_loss_until:
             loss = loss + cfg.mask_weight * (out.opacity - mask).abs().mean()
+        if cfg.distortion_weight:
+            loss = loss + cfg.distortion_weight * distortion(out.weights, out.positions, cfg.samples_per_ray).mean()
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:  # not when every sample of the batch was culled
             loss.backward()
@@ -221,11 +260,20 @@ class Trainer:
         try:
             while self.progress() < 1.0:
                 t0 = time.perf_counter()
+                if self.alignment_due():
+                    found = self.align(progress)
+                    if bar is not None:
+                        bar.write(f"aligned the training poses at {100 * self.progress():.0f} %: median correction "
+                                  f"{found['rotation_deg_median']:.2f} deg, {found['translation_mm_median']:.2f} mm "
+                                  f"({found['seconds']:.0f} s)")
                 stats = self.step()
+                if len(self.heldout) and self.state.iteration % cfg.heldout_every == 0:
+                    self.score_heldout()
                 self.state.seconds += time.perf_counter() - t0
                 if bar is not None:
                     bar.update(100 * self.progress() - bar.n)
-                    bar.set_postfix(it=self.state.iteration, psnr=f"{stats['psnr']:.2f}",
+                    held = self.state.heldout_psnr[-1][1] if self.state.heldout_psnr else float("nan")
+                    bar.set_postfix(it=self.state.iteration, psnr=f"{stats['psnr']:.2f}", held_out=f"{held:.2f}",
                                     occ=f"{self.occupancy.fraction():.2f}")
                 if on_step is not None:
                     on_step(stats)
@@ -236,6 +284,57 @@ class Trainer:
                 bar.close()
             self.save_checkpoint()
         return self.state
+
+    # -- poses and held-out readings ---------------------------------------------------------
+
+    def alignment_due(self) -> bool:
+        at = self.config.alignment.at
+        return self.state.alignment_passes < len(at) and self.progress() >= at[self.state.alignment_passes]
+
+    def snapshot(self) -> AvatarBundle:
+        """The field as it stands, as a bundle the renderers take (shares the field's tensors)."""
+        from nerfconf.codec.config import CodecConfig  # noqa: PLC0415
+        from nerfconf.types import ParamLayout  # noqa: PLC0415
+
+        if self.face_model is None:
+            raise ValueError("a snapshot of the avatar needs the face model")
+        data, train = self.data, self.train_frames
+        if getattr(self, "_codec", None) is None:  # only the renderer reads it; fitted once
+            self._codec = CodecConfig.fit(ParamLayout(self.field.config.n_expression, translation=True),
+                                          data.sender_params(train))
+        rest = [float(v) for v in np.median(data.translations[train], axis=0)]
+        return AvatarBundle(self.field.eval(), self.occupancy.mask.cpu(), self.face_model, self._codec,
+                            data.resolution, data.focal, {"rest_translation": rest})
+
+    def align(self, progress: bool = False) -> dict:
+        """One alignment pass over the training frames (``avatar.align``)."""
+        with torch.no_grad():
+            found = align_pass(self.snapshot(), self.data, self.poses, self.config.alignment, self.train_frames,
+                               progress=progress)
+        self.field.train()
+        found["iteration"] = self.state.iteration
+        self.state.alignment_passes += 1
+        self.state.alignment.append(found)
+        return found
+
+    def score_heldout(self) -> float:
+        """Mean PSNR of the held-out frames picked at the start, rendered from the tracker's poses."""
+        from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+        from nerfconf.types import FaceParams  # noqa: PLC0415
+
+        with torch.no_grad():
+            renderer = Renderer(self.snapshot())
+            data, scores = self.data, []
+            for i in self.heldout:
+                pose = self.poses.tracked[i]
+                frame = renderer.render(FaceParams(data.expressions[i].astype(np.float64), pose[:3].copy(),
+                                                   pose[3:].copy(), True, 0.0, int(i)))
+                mse = np.mean((frame.image.astype(np.float32) - data.images[i].astype(np.float32)) ** 2) / 255**2
+                scores.append(-10 * math.log10(max(float(mse), 1e-10)))
+        self.field.train()
+        value = float(np.mean(scores))
+        self.state.heldout_psnr.append([self.state.iteration, round(value, 3)])
+        return value
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -258,6 +357,7 @@ class Trainer:
         tensors = {f"field.{k}": v.detach().contiguous() for k, v in self.field.state_dict().items()}
         if self.occupancy.density is not None:
             tensors["occupancy.density"] = self.occupancy.density.contiguous()
+        tensors["poses.corrections"] = torch.from_numpy(self.poses.corrections.copy())
         # Moments are keyed by the parameter's index in field.parameters() (0 is the tables).
         steps = {}
         for pid, (exp_avg, exp_avg_sq, step) in enumerate(self._adam_states()):
@@ -287,6 +387,11 @@ class Trainer:
         tensors = load_file(str(path), device=str(self.device))
         self.field.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("field.")})
         self.occupancy.density = tensors.get("occupancy.density")
+        if "poses.corrections" in tensors:  # checkpoints before per-frame corrections have none
+            corrections = tensors["poses.corrections"].cpu().numpy().astype(np.float64)
+            if corrections.shape != self.poses.tracked.shape:
+                raise ValueError(f"{path} holds pose corrections of another dataset; remove it to start over")
+            self.poses.corrections = corrections
         params = list(self.field.parameters())
         for pid, step in meta["adam_steps"].items():
             p = params[int(pid)]

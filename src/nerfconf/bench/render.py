@@ -16,6 +16,7 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.renderer import Camera
+from nerfconf.bench.host import gmac_equivalents, sgemm_gmacs
 from nerfconf.face.pose import rotation_to_angles
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import ParamLayout
@@ -68,6 +69,7 @@ def bench_render(
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
 
     renderer = Renderer(bundle, resolution, device, threads=threads, settings=settings)
+    gmacs = [sgemm_gmacs()]  # before and after the frames: the host's speed in the same run
     t0 = time.perf_counter()
     renderer.prewarm()
     prewarm_s = time.perf_counter() - t0
@@ -92,7 +94,10 @@ def bench_render(
         ms.append((time.perf_counter() - t) * 1e3)
         for k, v in renderer.last_stats.items():
             parts.setdefault(k, []).append(v)
+    gmacs.append(sgemm_gmacs())
     quality = fidelity(renderer, track, quality_frames) if quality_frames > 0 else None
+    per_core = float(np.median(gmacs))
+    render_threads = numba.get_num_threads()
     return {
         "resolution": renderer.resolution,
         "device": _device_name(device),
@@ -101,6 +106,9 @@ def bench_render(
         "track": track.source,
         "ms_per_frame": percentile_summary(ms),
         "fps_median": 1e3 / float(np.median(ms)),
+        "sgemm_gmacs_per_core": per_core,
+        "gmac_equivalents_median": None if device.startswith("cuda") else
+        gmac_equivalents(float(np.median(ms)), per_core, render_threads),
         "parts_median": {k: float(np.median(v)) for k, v in parts.items()},
         "prewarm_s": prewarm_s,
         "settings": renderer.settings.__dict__,

@@ -193,6 +193,9 @@ def render(args: argparse.Namespace) -> int:
     print(f"{result['resolution']}x{result['resolution']} on {result['device']}, threads {result['threads']}: "
           f"median {ms['median']:.1f} ms, p95 {ms['p95']:.1f} ms, min {ms['min']:.1f} ms over {result['frames']} "
           f"frames ({result['fps_median']:.1f} fps)")
+    if result["gmac_equivalents_median"] is not None:
+        print(f"cost {result['gmac_equivalents_median']:.2f} GMAC-equivalents a frame (median ms x this host's "
+              f"{result['sgemm_gmacs_per_core']:.1f} GMAC/s single-core sgemm x {result['threads']['numba']} threads)")
     q = result.get("quality")
     if q:
         print(f"against the reference renderer on {q['frames']} frames: PSNR min {q['psnr_min']:.2f} dB, "

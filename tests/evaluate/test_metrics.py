@@ -232,7 +232,8 @@ def test_score_frames_summary(img):
     for group in out.values():
         if isinstance(group, dict):
             for s in group.values():
-                assert set(s) == {"mean", "median", "per_frame"} and len(s["per_frame"]) == 3
+                assert set(s) == {"mean", "median", "p10", "p90", "per_frame"} and len(s["per_frame"]) == 3
+                assert s["p10"] <= s["median"] <= s["p90"]
     assert out["full"]["psnr"]["per_frame"][0] == math.inf
     assert out["full"]["lpips"]["per_frame"][0] == 0.0
     assert out["full"]["ssim"]["per_frame"][1] == pytest.approx(ssim(img, rend[1]))

@@ -57,6 +57,8 @@ class EnrollConfig:
     zero_phase: bool = False
     #: refit every training frame's pose through the avatar as it trains (``avatar.align``)
     pose_alignment: bool = True
+    #: weight of the distortion loss, which gathers each ray's density at a surface (0: off)
+    distortion: float = 0.0
 
 
 #: a first try: the same recipe with a quarter of the training time
@@ -95,7 +97,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
                                expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
                                bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise,
-                               photometric=config.photometric,
+                               photometric=config.photometric, distortion_weight=config.distortion,
                                alignment=AlignConfig() if config.pose_alignment else AlignConfig.off())
     trainer = Trainer(data, field_config, train_config, bounds, work, face_model=model)
     trainer.load_checkpoint()

@@ -22,6 +22,8 @@ def enroll(args: argparse.Namespace) -> int:
     apply_training_options(args)
     if not 0.0 <= args.expression_noise <= 2.0:
         raise UserError(f"--expression-noise {args.expression_noise}: must lie in [0, 2] (spreads)")
+    if not 0.0 <= args.distortion <= 1.0:
+        raise UserError(f"--distortion {args.distortion}: must lie in [0, 1]")
     if not 0.0 <= args.neck_margin <= 2.0:
         raise UserError(f"--neck-margin {args.neck_margin}: must lie in [0, 2] face heights")
     preset = QUICK if args.quick else EnrollConfig()
@@ -34,7 +36,7 @@ def enroll(args: argparse.Namespace) -> int:
                           expression_noise=args.expression_noise, photometric=args.loss,
                           neck_margin=args.neck_margin, sh_degree=args.view_degree,
                           zero_phase=args.training_smoothing == "zero-phase",
-                          pose_alignment=not args.no_pose_alignment)
+                          pose_alignment=not args.no_pose_alignment, distortion=args.distortion)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -91,6 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "in a call (a filter that cannot look ahead, so it trails the head a little), or forward "
                    "and backward in time, without lag; the codec is fitted on the sender's either way "
                    "(default sender)")
+    p.add_argument("--distortion", type=float, default=0.0,
+                   help="weight of Mip-NeRF 360's distortion loss, which draws each ray's density together at "
+                   "the surface instead of a fog (default 0: off)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -31,7 +31,10 @@ def _summary(r: dict) -> str:
     full, head = r["full"], r["head"]
     return (f"{r['frames']} held-out frames of {r['video']} at {r['resolution']} px (from frame {r['first_frame']}):\n"
             f"  full frame   PSNR {full['psnr']['mean']:.2f} dB  SSIM {full['ssim']['mean']:.4f}  "
-            f"LPIPS {full['lpips']['mean']:.4f}\n"
+            f"LPIPS {full['lpips']['mean']:.4f}  (mean)\n"
+            f"               PSNR {full['psnr']['median']:.2f} / {full['psnr']['p10']:.2f} dB  "
+            f"SSIM {full['ssim']['median']:.4f} / {full['ssim']['p10']:.4f}  "
+            f"LPIPS {full['lpips']['median']:.4f} / {full['lpips']['p90']:.4f}  (median / worst tenth)\n"
             f"  inside mask  PSNR {head['psnr']['mean']:.2f} dB  SSIM {head['ssim']['mean']:.4f}\n"
             f"  render {r['render_ms_median']:.0f} ms/frame ({r['renderer']}); strip: {r['strip']}"
             + (f"\n  poses refined through the avatar: {r['pose_refinement']['ms_median']:.0f} ms/frame, "

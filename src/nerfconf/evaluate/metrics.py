@@ -121,6 +121,9 @@ def _summary(values: np.ndarray) -> dict:
     return {
         "mean": float(ok.mean()) if ok.size else math.nan,
         "median": float(np.median(ok)) if ok.size else math.nan,
+        # the worse tail: PSNR and SSIM's low frames, LPIPS's high ones
+        "p10": float(np.percentile(ok, 10)) if ok.size else math.nan,
+        "p90": float(np.percentile(ok, 90)) if ok.size else math.nan,
         "per_frame": [float(x) for x in v],
     }
 
@@ -142,7 +145,7 @@ class FrameScores:
     def as_dict(self) -> dict:
         """``{"frames": N, "full": {metric: summary}, "head": {metric: summary}}``.
 
-        Each summary is ``{"mean", "median", "per_frame"}`` (plain floats and lists, ready for
+        Each summary is ``{"mean", "median", "p10", "p90", "per_frame"}`` (plain floats and lists, ready for
         JSON; NaN frames, e.g. an empty mask, are left out of mean and median). ``"head"`` holds
         the masked PSNR and SSIM and is present only when masks were given; ``"lpips"`` only when
         LPIPS was computed.

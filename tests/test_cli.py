@@ -106,4 +106,14 @@ def test_enroll_refuses_a_view_degree_above_four(tmp_path, capsys):
 def test_the_sender_side_commands_offer_pose_refinement(argv, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--help"])
-    assert "--refine-pose" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--refine-pose" in out and "--no-refine-pose" in out
+
+
+def test_the_clis_refinement_default_is_the_senders():
+    from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY  # noqa: PLC0415
+    from nerfconf.commands.common import REFINE_EVERY  # noqa: PLC0415
+    from nerfconf.pipeline.demo import DemoSettings  # noqa: PLC0415
+
+    assert REFINE_EVERY == DEFAULT_REFINE_EVERY
+    assert DemoSettings().refine_pose and DemoSettings().refine_every == DEFAULT_REFINE_EVERY

@@ -17,7 +17,7 @@ from nerfconf.face.pose import angles_to_rotation
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import FaceParams
 
-from .tiny_avatar import DISTANCE, K, RESOLUTION, tiny_bundle, tiny_track
+from .tiny_avatar import DISTANCE, RESOLUTION, K, tiny_bundle, tiny_track
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 
@@ -158,6 +158,7 @@ def test_other_resolutions_scale_the_focal_length(bundle):
 def _low_degree_field():
     """Degree-1 view dependence, with weights on the unused harmonics that a hostile file could hold."""
     from nerfconf.avatar.field import BlendshapeField, FieldConfig
+
     from .tiny_avatar import TINY
 
     field = BlendshapeField(FieldConfig(n_expression=K, sh_degree=1, **TINY))

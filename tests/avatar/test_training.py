@@ -9,7 +9,14 @@ import torch
 from nerfconf.avatar.bundle import AvatarBundle, BundleError
 from nerfconf.avatar.dataset import prepare
 from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
-from nerfconf.avatar.renderer import Camera, OccupancyGrid, composite, distortion, ray_box, render_rays
+from nerfconf.avatar.renderer import (
+    Camera,
+    OccupancyGrid,
+    composite,
+    distortion,
+    ray_box,
+    render_rays,
+)
 from nerfconf.avatar.trainer import LR_GAMMA, TrainConfig, Trainer, camera_of, head_boxes
 from nerfconf.codec.config import CodecConfig
 from nerfconf.types import ParamLayout

@@ -62,11 +62,11 @@ def test_held_out_frames_with_the_training_frames_tracked_before_them():
 
 def test_refined_poses_score_better_than_the_trackers():
     video = shared_data("obama.mp4")
-    plain = evaluate_quality(SAMPLE, video, test_frames=6, fast=True)
-    refined = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_pose=True)
+    plain = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_pose=False)
+    refined = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_every=1)  # refined by default
     assert plain["pose_refinement"] is None
     info = refined["pose_refinement"]
-    assert info["resolution"] == 64 and info["iterations"] == 1 and info["ms_median"] > 0
+    assert info["resolution"] == 64 and info["iterations"] == 1 and info["every"] == 1 and info["ms_median"] > 0
     assert 0 < info["rotation_deg_median"] < 6 and info["translation_mm_median"] < 30
     gain = np.subtract(refined["full"]["psnr"]["per_frame"], plain["full"]["psnr"]["per_frame"])
     # every frame at least holds its score, and the held-out frames gain on average

@@ -33,7 +33,12 @@ from nerfconf.avatar.fast import Renderer, RenderSettings
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.types import FaceParams
 
-__all__ = ["PoseFit", "PoseRefiner", "RefineError", "RefineSettings"]
+__all__ = ["DEFAULT_REFINE_EVERY", "PoseFit", "PoseRefiner", "RefineError", "RefineSettings"]
+
+#: A default sender fits every other frame: an avatar enrolled with aligned poses (``avatar.align``)
+#: is drawn well only from poses fitted the same way, and the frames between keep the last correction,
+#: which halves the cost (README, "Sender-side pose refinement").
+DEFAULT_REFINE_EVERY = 2
 
 #: Internal units of the correction (rad, rad, rad, m, m, m), so one step treats all six alike.
 _UNIT = 0.01

@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from nerfconf.ui import console as make_console
 from rich.table import Table
 
 from nerfconf.bench.codec import make_config
@@ -24,6 +23,7 @@ from nerfconf.codec.entropy import CoderId
 from nerfconf.codec.errors import DuplicateFrameError, MissingReferenceError
 from nerfconf.codec.frame import pack_datagram, unpack_datagram
 from nerfconf.tracks import ParamTrack, synthetic_track
+from nerfconf.ui import console as make_console
 
 
 @dataclass

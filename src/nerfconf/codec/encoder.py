@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerfconf.codec.config import CodecConfig, Reference
-from nerfconf.codec.frame import MAX_REF_DISTANCE, SEQ_MODULO, TIMESTAMP_MODULO, FrameHeader, write_frame
+from nerfconf.codec.frame import (
+    MAX_REF_DISTANCE,
+    SEQ_MODULO,
+    TIMESTAMP_MODULO,
+    FrameHeader,
+    write_frame,
+)
 from nerfconf.codec.references import ReferenceFrame, ReferenceStore, seq_distance, seq_is_newer
 from nerfconf.types import EncodedFrame, FaceParams, FrameType
 

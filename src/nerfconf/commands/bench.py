@@ -17,6 +17,7 @@ from nerfconf.commands.common import (
     sent_layout,
 )
 
+
 def codec(args: argparse.Namespace) -> int:
     from nerfconf.bench.codec import bench_codec
 
@@ -165,10 +166,9 @@ def transport(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
+    from nerfconf.avatar.fast import RenderError, RenderSettings  # noqa: PLC0415
     from nerfconf.bench.render import bench_render  # noqa: PLC0415
     from nerfconf.commands.view import avatar_track, load_renderer  # noqa: PLC0415
-
-    from nerfconf.avatar.fast import RenderError, RenderSettings  # noqa: PLC0415
 
     if args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nerfconf.commands.common import (
+    REFINE_EVERY,
     REFINE_EVERY_HELP,
     REFINE_HELP,
     UserError,
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
                                 paced=not getattr(args, "as_fast_as_possible", False), seconds=args.seconds,
                                 save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
                                 view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
-                                mode=args.mode, refine_pose=getattr(args, "refine_pose", False),
-                                refine_every=refine_every(getattr(args, "refine_every", 1)))
+                                mode=args.mode, refine_pose=getattr(args, "refine_pose", True),
+                                refine_every=refine_every(getattr(args, "refine_every", REFINE_EVERY)))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -97,8 +98,8 @@ def _sending(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help="loop the video file")
     p.add_argument("--as-fast-as-possible", action="store_true",
                    help="feed the video as fast as extraction takes it, not at its frame rate (for evaluation)")
-    p.add_argument("--refine-pose", action="store_true", help=REFINE_HELP)
-    p.add_argument("--refine-every", type=int, default=1, metavar="N", help=REFINE_EVERY_HELP)
+    p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True, help=REFINE_HELP)
+    p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N", help=REFINE_EVERY_HELP)
 
 
 def _receiving(p: argparse.ArgumentParser) -> None:

@@ -91,12 +91,17 @@ def apply_training_options(args: argparse.Namespace) -> None:
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
 
-REFINE_HELP = ("correct each head pose through your own avatar before sending it (one small render per "
-               "frame, about 40 ms of one core): the peer sees your head better placed; see the README")
+#: the sender's default ``--refine-every`` (``avatar.pose_fit.DEFAULT_REFINE_EVERY``; cv2-free here)
+REFINE_EVERY = 2
+
+REFINE_HELP = ("correct each head pose through your own avatar before sending it (on by default: one small "
+               "render every --refine-every frames on one core); an avatar enrolled with aligned poses is drawn "
+               "sharp only from poses fitted the same way. --no-refine-pose sends the tracker's poses as they "
+               "are; see the README")
 
 
-REFINE_EVERY_HELP = ("with --refine-pose, fit every Nth frame only (1..25, default 1); the frames between keep "
-                     "the last correction: 2 halves the cost for a little less accuracy")
+REFINE_EVERY_HELP = (f"fit the pose every Nth frame only (1..25, default {REFINE_EVERY}); the frames between keep "
+                     "the last correction: 1 is a little more accurate and costs twice as much")
 
 
 def refine_every(n: int) -> int:

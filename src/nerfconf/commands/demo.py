@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nerfconf.commands.common import (
+    REFINE_EVERY,
     REFINE_EVERY_HELP,
     UserError,
     existing_dir,
@@ -71,9 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
     p.add_argument("--render-threads", type=int, default=None,
                    help="CPU threads of the renderer (default: every core; 1 is faster on a busy machine)")
-    p.add_argument("--refine-pose", action="store_true",
-                   help="A's sender corrects each head pose through A's avatar before sending it (one small "
-                   "render per frame, about 40 ms of one core); see the README")
-    p.add_argument("--refine-every", type=int, default=1, metavar="N", help=REFINE_EVERY_HELP)
+    p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True,
+                   help="A's sender corrects each head pose through A's avatar before sending it (default on: "
+                   "one small render every --refine-every frames); --no-refine-pose sends the tracker's poses")
+    p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N", help=REFINE_EVERY_HELP)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out/)")
     p.set_defaults(func=run)

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_dir, existing_file
+from nerfconf.commands.common import (
+    REFINE_EVERY,
+    UserError,
+    existing_dir,
+    existing_file,
+    refine_every,
+)
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS
 
 
@@ -19,7 +25,7 @@ def quality(args: argparse.Namespace) -> int:
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
                                   strip=strip, fast=args.fast, refine_pose=args.refine_pose,
-                                  refine_every=args.refine_every, progress=True)  # bars go to stderr: --json stays clean
+                                  refine_every=refine_every(args.refine_every), progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     result["strip"] = str(strip)
@@ -132,11 +138,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
                    "for quick comparisons; reported figures use the reference")
-    p.add_argument("--refine-pose", action="store_true",
-                   help="correct each frame's head pose through the avatar first, as a sender with "
-                   "--refine-pose does (one 64 px render per frame); scores what that sender's receiver shows")
-    p.add_argument("--refine-every", type=int, default=1, metavar="N",
-                   help="with --refine-pose, fit every Nth frame only, as a sender with --refine-every N does")
+    p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct each frame's head pose through the avatar first, as a default sender does (one "
+                   "64 px render per fitted frame), and score what its receiver shows; --no-refine-pose scores "
+                   "the tracker's poses, as a sender with --no-refine-pose sends them")
+    p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N",
+                   help=f"fit every Nth frame only, as a sender with --refine-every N does (default {REFINE_EVERY})")
     p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=quality)

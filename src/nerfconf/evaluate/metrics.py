@@ -121,9 +121,10 @@ def _summary(values: np.ndarray) -> dict:
     return {
         "mean": float(ok.mean()) if ok.size else math.nan,
         "median": float(np.median(ok)) if ok.size else math.nan,
-        # the worse tail: PSNR and SSIM's low frames, LPIPS's high ones
-        "p10": float(np.percentile(ok, 10)) if ok.size else math.nan,
-        "p90": float(np.percentile(ok, 90)) if ok.size else math.nan,
+        # the worse tail: PSNR and SSIM's low frames, LPIPS's high ones. Frame values rather than
+        # interpolations between them, which an identical frame's infinite PSNR would turn into NaN.
+        "p10": float(np.percentile(ok, 10, method="lower")) if ok.size else math.nan,
+        "p90": float(np.percentile(ok, 90, method="higher")) if ok.size else math.nan,
         "per_frame": [float(x) for x in v],
     }
 

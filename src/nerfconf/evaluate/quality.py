@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.model import FaceModel
@@ -127,8 +128,8 @@ def evaluate_quality(
     samples: int = 48,
     strip: Path | None = None,
     fast: bool = False,
-    refine_pose: bool = False,
-    refine_every: int = 1,
+    refine_pose: bool = True,
+    refine_every: int = DEFAULT_REFINE_EVERY,
     progress: bool = False,
 ) -> dict:
     """Scores the avatar on the held-out frames of its video.
@@ -136,8 +137,9 @@ def evaluate_quality(
     By default frames come from the reference volume renderer (about a second a frame
     on this CPU). ``fast`` renders them with the receiver's renderer instead, which
     stays within 40 dB PSNR of the reference and is about 10x faster: for quick comparisons.
-    ``refine_pose`` corrects each frame's head pose through the avatar first, as a sender
-    with ``--refine-pose`` does (``avatar.pose_fit``), from the same head-on-white frame.
+    ``refine_pose`` corrects each frame's head pose through the avatar first, as a default
+    sender does (``avatar.pose_fit``), from the same head-on-white frame; without it the
+    score is that of a sender with ``--no-refine-pose``.
     """
     from nerfconf.evaluate.metrics import score_frames  # noqa: PLC0415
 

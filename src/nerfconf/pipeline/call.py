@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.net import TransportConfig, connect, listen
@@ -49,8 +50,8 @@ class CallSettings:
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
     #: refine each sent pose through this user's own avatar (``avatar.pose_fit``)
-    refine_pose: bool = False
-    refine_every: int = 1
+    refine_pose: bool = True
+    refine_every: int = DEFAULT_REFINE_EVERY
 
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):

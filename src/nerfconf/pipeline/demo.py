@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.capture.source import SourceSpec
 from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import new_token
@@ -48,8 +49,8 @@ class DemoSettings:
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
     #: A's sender refines its poses through A's avatar (``avatar.pose_fit``)
-    refine_pose: bool = False
-    refine_every: int = 1
+    refine_pose: bool = True
+    refine_every: int = DEFAULT_REFINE_EVERY
     out: Path = Path("demo_out")
     seed: int = 1
     #: print a line a second while the call runs

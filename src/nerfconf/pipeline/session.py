@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings
+from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY, PoseRefiner, RefineSettings
 from nerfconf.avatar.view import View
 from nerfconf.capture.source import SourceSpec
 from nerfconf.pipeline.probe import StampLog
@@ -17,6 +18,8 @@ from nerfconf.pipeline.receiver import Receiver, ReceiverStats
 from nerfconf.pipeline.render_worker import RenderWorker
 from nerfconf.pipeline.sender import Sender, SenderStats
 from nerfconf.types import FaceParams, Frame
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,9 +41,9 @@ class PeerPlan:
     linger: float = 1.0
     seconds: float | None = None
     #: refine each sent pose through ``own``'s avatar (``avatar.pose_fit``): better placed heads for CPU
-    refine_pose: bool = False
+    refine_pose: bool = True
     #: fit every Nth frame; those between take the last correction
-    refine_every: int = 1
+    refine_every: int = DEFAULT_REFINE_EVERY
 
     @property
     def sends(self) -> bool:
@@ -65,12 +68,17 @@ class PeerResult:
     renderer: str = ""
 
 
-def pose_refiner(own: AvatarBundle, every: int = 1) -> PoseRefiner:
-    """The sender's pose refiner, on one thread: the render process has the other cores."""
+def pose_refiner(own: AvatarBundle, every: int = DEFAULT_REFINE_EVERY) -> PoseRefiner | None:
+    """The sender's pose refiner, on one thread: the render process has the other cores.
+
+    None, with a warning, for an avatar enrolled on frames that were not square, which the
+    refiner cannot compare with: the call then sends the tracker's poses.
+    """
     cam = own.face_model.camera
     if cam.width != cam.height:
-        raise ValueError(f"--refine-pose needs an avatar enrolled on square frames; this face model was "
-                         f"fitted on {cam.width}x{cam.height}")
+        log.warning("pose refinement needs an avatar enrolled on square frames; this face model was fitted on "
+                    "%dx%d, so the tracker's poses are sent as they are", cam.width, cam.height)
+        return None
     return PoseRefiner(own, RefineSettings(every=every), threads=1)
 
 

@@ -14,7 +14,7 @@ from ..conftest import shared_data
 def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     video, out = shared_data("short_1.mp4"), tmp_path / "avatar"
     config = EnrollConfig(resolution=48, test_frames=20, n_expression=6, log2_table=10, iterations=20,
-                          sh_degree=2, zero_phase=True)
+                          sh_degree=2, zero_phase=True, pose_alignment=True)
     bundle = enroll(video, out, config, progress=False)
     loaded = AvatarBundle.load(out)
     assert loaded.resolution == 48 and loaded.metadata["training"]["iterations"] == 20
@@ -33,7 +33,7 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     np.testing.assert_allclose(loaded.codec.bounds.lo, expected.lo, atol=1e-5)
     np.testing.assert_allclose(loaded.codec.bounds.hi, expected.hi, atol=1e-5)
 
-    # The training poses were aligned through the avatar twice (the default recipe), and what was found is kept.
+    # The training poses were aligned through the avatar twice, and what was found is kept.
     passes = loaded.metadata["training"]["alignment_passes"]
     assert [p["iteration"] for p in passes] == [4, 9]
     poses = np.load(out / ".work" / "training_poses.npz")

@@ -3,12 +3,14 @@
 The work directory (``<bundle>/.work``) keeps the prepared frames and the
 training checkpoint, so an interrupted enrollment resumes where it stopped.
 
-The defaults are the best recipe found on cnn2 and obama within a 30-minute budget
-on two cores (README, "The avatar"): 16 expression components, blend weights over
-their spread, expression noise 0.3, the training poses aligned through the avatar as
-it trains (``avatar.align``), and 26 minutes of training, which leaves the rest of
-the half hour for preparing the frames and writing the bundle. ``QUICK`` is a first
-try in a few minutes.
+The defaults are the best recipe found on cnn2 within a 30-minute budget on two
+cores (docs/RESULTS.md, "The avatar"): 16 expression components, blend weights over
+their spread, expression noise 0.3, and 26 minutes of training, which leaves the rest
+of the half hour for preparing the frames and writing the bundle. Aligning the
+training poses through the avatar as it trains (``avatar.align``) is built but off:
+at this budget it cost an eighth of the iterations and gained nothing once the
+sender refines its poses, which it does by default. ``QUICK`` is a first try in a
+few minutes.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class EnrollConfig:
     #: train on parameters smoothed without lag (forward and backward), not the sender's lagging ones
     zero_phase: bool = False
     #: refit every training frame's pose through the avatar as it trains (``avatar.align``)
-    pose_alignment: bool = True
+    pose_alignment: bool = False
     #: weight of the distortion loss, which gathers each ray's density at a surface (0: off)
     distortion: float = 0.0
 

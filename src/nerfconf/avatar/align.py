@@ -13,20 +13,22 @@ and in a call, and a sender that refines its poses sends what the avatar learned
 Passes alternate with training (block-coordinate descent, as the per-frame FLAME
 fits of Gaussian head avatars alternate with their Gaussians): at fixed points of
 the run every training frame is refitted from its last correction, and a step size
-(``rate``) and a pull toward the tracker (``prior``) keep the corrections from
-wandering with a field that is still changing. Frames without a face keep none.
+(``rate``), an optional pull toward the tracker (``prior``) and the removal of their
+common drift (``zero_mean``) keep the corrections from wandering with a field that is
+still changing. Frames without a face keep none.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings
+from nerfconf.avatar.view import camera_in_head
 from nerfconf.face.pose import angles_to_rotation, rotation_to_angles
 from nerfconf.types import FaceParams
 
@@ -66,9 +68,6 @@ class AlignConfig:
         return RefineSettings(resolution=self.resolution, iterations=self.iterations, prior=self.prior,
                               warm_start=False)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def off(cls) -> AlignConfig:
         return cls(at=())
@@ -104,8 +103,7 @@ class TrainingPoses:
     def camera_to_head(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(rotation camera->head, camera centre in head space) of frame ``i``'s corrected pose."""
         p = self.pose(i)
-        r = angles_to_rotation(p[:3])
-        return r.T, -r.T @ p[3:]
+        return camera_in_head(angles_to_rotation(p[:3]), p[3:])
 
     def summary(self, indices: np.ndarray) -> dict:
         c = np.abs(self.corrections[indices])

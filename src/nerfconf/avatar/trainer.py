@@ -166,6 +166,7 @@ class Trainer:
         self.expression_spread = data.expressions[self.train_frames].std(axis=0).astype(np.float32)
         self.bf16 = native_bf16(self.device) if config.bf16_mlp is None else config.bf16_mlp
         self.poses = TrainingPoses.of(data)
+        self._codec = None  # the snapshot's codec section, fitted on first use (only the renderer reads it)
         test = data.test_indices
         self.heldout = test[np.linspace(0, len(test) - 1, min(config.heldout_frames, len(test))).astype(int)] \
             if len(test) and config.heldout_every and face_model is not None else np.zeros(0, np.int64)
@@ -299,7 +300,7 @@ class Trainer:
         if self.face_model is None:
             raise ValueError("a snapshot of the avatar needs the face model")
         data, train = self.data, self.train_frames
-        if getattr(self, "_codec", None) is None:  # only the renderer reads it; fitted once
+        if self._codec is None:
             self._codec = CodecConfig.fit(ParamLayout(self.field.config.n_expression, translation=True),
                                           data.sender_params(train))
         rest = [float(v) for v in np.median(data.translations[train], axis=0)]

@@ -22,9 +22,9 @@ from .tiny_avatar import DISTANCE, RESOLUTION, K, tiny_bundle, tiny_track
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    return tiny_bundle()
+@pytest.fixture(scope="module", params=["sample", "deferred"])
+def bundle(request):
+    return tiny_bundle(shading=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_fast_path_is_within_40_db_of_the_reference(renderer):
 
 
 @pytest.mark.parametrize("settings", [
-    RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.05),
+    RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.3),
     RenderSettings(upsample_tolerance=255, upsample_levels=3, upsample_max_step=1.0)])
 def test_the_fidelity_check_fails_a_renderer_that_cuts_corners(bundle, settings):
     scores = _fidelity(Renderer(bundle, settings=settings), tiny_track(), range(2))
@@ -161,15 +161,15 @@ def _low_degree_field():
 
     from .tiny_avatar import TINY
 
-    field = BlendshapeField(FieldConfig(n_expression=K, sh_degree=1, **TINY))
+    field = BlendshapeField(FieldConfig(n_expression=K, sh_degree=1, shading="sample", **TINY))
     with torch.no_grad():
         field.color_net[0].weight.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(3))
     return field
 
 
 @pytest.mark.parametrize("which", ["degree 4", "degree 1"])
-def test_inference_mlp_matches_the_field(bundle, which):
-    field = bundle.field if which == "degree 4" else _low_degree_field()
+def test_inference_mlp_matches_the_field(which):
+    field = tiny_bundle().field if which == "degree 4" else _low_degree_field()
     mlp = InferenceMlp.from_field(field)
     g = torch.Generator().manual_seed(0)
     n = 2 * CHUNK + 301  # several chunks, the last one short
@@ -192,10 +192,36 @@ def test_inference_mlp_matches_the_field(bundle, which):
     np.testing.assert_allclose(rgb, rgb_ref.numpy()[sel], atol=1e-5)
 
 
-def test_density_at_points_matches_encoding_then_density(bundle):
+def test_deferred_mlp_matches_the_field():
+    field = tiny_bundle(shading="deferred").field
+    mlp = InferenceMlp.from_field(field)
+    assert mlp.deferred
+    from nerfconf.avatar import hashgrid_kernels as HK
+    from nerfconf.avatar.field import spherical_harmonics
+
+    g = torch.Generator().manual_seed(0)
+    n = 2 * CHUNK + 301
+    x = torch.rand(n, 3, generator=g)
+    table = field.encoding.tables.detach()[0].float().contiguous()
+    resolutions = np.asarray(field.encoding.resolutions, np.int32)
+    with torch.no_grad():
+        h = field.density_net(field.encoding.encode(x, table))
+    sigma, out = mlp.density_at(x.numpy(), table.numpy(), HK.level_params(resolutions, table.shape[1]))
+    np.testing.assert_allclose(sigma, torch.nn.functional.softplus(h[:, 0] - 1.0).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[:, 1:], h[:, 1:].numpy(), rtol=1e-4, atol=1e-4)
+    # the colour net runs on a ray's mean feature, seen along the ray
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
+    mean = torch.randn(n, field.config.geo_features, generator=g)
+    with torch.no_grad():
+        ref = torch.sigmoid(field.color_net(torch.cat([spherical_harmonics(dirs) * field.sh_mask, mean], -1)))
+    rgb = mlp.colour(mean.numpy(), np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), dirs.numpy())
+    np.testing.assert_allclose(rgb, ref.numpy(), atol=1e-5)
+
+
+def test_density_at_points_matches_encoding_then_density():
     from nerfconf.avatar import hashgrid_kernels as HK
 
-    field = bundle.field
+    field = tiny_bundle().field
     mlp = InferenceMlp.from_field(field)
     x = np.random.default_rng(3).random((CHUNK + 77, 3), dtype=np.float32)
     table = field.encoding.tables.detach()[0].float().contiguous().numpy()  # the neutral table

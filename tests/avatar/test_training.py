@@ -74,10 +74,11 @@ def test_camera_rays_point_through_pixels():
     assert d[0, 2] > 0.999 and d[1, 0] > 0  # centre looks ahead, right edge looks right
 
 
-def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path):
+@pytest.mark.parametrize("shading", ["deferred", "sample"])
+def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path, shading):
     model, data = clip
     k = model.n_expression
-    cfg = FieldConfig(n_expression=k, **TINY)
+    cfg = FieldConfig(n_expression=k, shading=shading, **TINY)
     train = TrainConfig(iterations=300, rays_per_batch=384, samples_per_ray=24, occupancy_warmup=100,
                         checkpoint_every=150)
     trainer = Trainer(data, cfg, train, (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
@@ -170,11 +171,12 @@ def _bundle(clip, field=None):
     return AvatarBundle(field, occ, model, codec, data.resolution, data.focal, {"source": "test"})
 
 
-def test_bundle_round_trip_renders_the_same(clip, tmp_path):
+@pytest.mark.parametrize("shading", ["deferred", "sample"])
+def test_bundle_round_trip_renders_the_same(clip, tmp_path, shading):
     model, _ = clip
     k = model.n_expression
     scale = tuple(float(v) for v in np.linspace(0.5, 4.0, k))
-    field = BlendshapeField(FieldConfig(n_expression=k, expression_scale=scale, **TINY))
+    field = BlendshapeField(FieldConfig(n_expression=k, expression_scale=scale, shading=shading, **TINY))
     with torch.no_grad():
         field.encoding.tables[1:].uniform_(-0.5, 0.5)  # expressions that matter, so their scale shows
     bundle = _bundle(clip, field)
@@ -182,6 +184,7 @@ def test_bundle_round_trip_renders_the_same(clip, tmp_path):
     loaded = AvatarBundle.load(tmp_path / "b")
     assert loaded.resolution == bundle.resolution and loaded.codec.tag == bundle.codec.tag
     assert loaded.field.config.expression_scale == scale
+    assert loaded.field.config.shading == shading
     assert torch.equal(loaded.field.encoding.inverse_scale, field.encoding.inverse_scale)
     _, data = clip
     cam = camera_of(data, 0)
@@ -210,4 +213,38 @@ def test_wrong_or_corrupt_bundles_are_refused(clip, tmp_path):
     (tmp_path / "b" / "bundle.json").write_text(
         json.dumps({**meta, "field": {**meta["field"], "expression_scale": [1.0] * (k - 1)}}))
     with pytest.raises(BundleError, match=f"expression_scale needs {k} positive values"):
+        AvatarBundle.load(tmp_path / "b")
+
+
+def test_field_configurations_before_deferred_shading_read_as_per_sample():
+    old = {k: v for k, v in FieldConfig(**TINY).to_dict().items() if k not in ("shading", "density_hidden")}
+    config = FieldConfig.from_dict(old)
+    assert config.shading == "sample" and not config.deferred
+    assert FieldConfig.from_dict(FieldConfig(**TINY).to_dict()).deferred  # new ones say what they are
+    assert [m.out_features for m in BlendshapeField(config).density_net if hasattr(m, "out_features")] == [32, 32, 16]
+
+
+def test_a_deferred_field_colours_rays_not_samples():
+    field = BlendshapeField(FieldConfig(n_expression=2, **TINY))
+    assert field.config.deferred and len(field.density_net) == 3  # one hidden layer
+    with pytest.raises(ValueError, match="per pixel"):
+        field(torch.zeros(4, 3), torch.tensor([[0.0, 0.0, 1.0]] * 4), torch.zeros(2))
+    # a ray through empty space shows the background, whatever the colour net says
+    with torch.no_grad():
+        field.color_net[4].bias.fill_(-10.0)
+    o, d = torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([[1.0, 0.0, 0.0]])  # misses the head box
+    out = render_rays(field, o, d, torch.zeros(2), samples=8)
+    assert torch.allclose(out.rgb, torch.ones(1, 3)) and float(out.opacity) == 0.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"shading": "forward"}, "shading"), ({"hidden": -5}, "hidden"), ({"log2_table": 30}, "log2_table"),
+    ({"log2_table": 13.5}, "log2_table"), ({"density_hidden": True}, "density_hidden")])
+def test_field_configurations_out_of_range_are_refused_by_name(clip, tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        FieldConfig(**{**TINY, **bad})
+    _bundle(clip).save(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, "field": {**meta["field"], **bad}}))
+    with pytest.raises(BundleError, match=message):
         AvatarBundle.load(tmp_path / "b")

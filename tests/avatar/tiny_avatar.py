@@ -24,10 +24,11 @@ DISTANCE = 1.0
 TINY = dict(levels=4, features=2, log2_table=10, min_resolution=8, max_resolution=64, hidden=32)
 
 
-def tiny_bundle(seed: int = 0) -> AvatarBundle:
+def tiny_bundle(seed: int = 0, shading: str = "sample") -> AvatarBundle:
     g = torch.Generator().manual_seed(seed)
     # Uneven expression scales, so a renderer that forgot them would not match the reference.
-    field = BlendshapeField(FieldConfig(n_expression=K, expression_scale=(0.5, 2.0, 1.0, 1.25), **TINY))
+    field = BlendshapeField(FieldConfig(n_expression=K, expression_scale=(0.5, 2.0, 1.0, 1.25), shading=shading,
+                                        **TINY))
     enc = field.encoding
     with torch.no_grad():
         # texture: random features on every level, moving with the expression tables
@@ -40,8 +41,9 @@ def tiny_bundle(seed: int = 0) -> AvatarBundle:
         inside = (((ijk.float() / res - 0.5) / torch.tensor([0.35, 0.4, 0.3])) ** 2).sum(1) < 1.0
         enc.tables[0, 0, rows, 0] = torch.where(inside, 1.0, -1.0)
         # density = softplus(30 relu(f0) - 6 + texture): dense inside, nearly empty outside
-        d1, d2, d3 = field.density_net[0], field.density_net[2], field.density_net[4]
-        for layer in (d1, d2):
+        layers = [field.density_net[i] for i in range(0, len(field.density_net), 2)]
+        *hidden, d3 = layers
+        for layer in hidden:
             layer.weight.mul_(0.3)
             layer.weight[0].zero_()
             layer.weight[:, 0].zero_()

@@ -61,6 +61,8 @@ class EnrollConfig:
     pose_alignment: bool = False
     #: weight of the distortion loss, which gathers each ray's density at a surface (0: off)
     distortion: float = 0.0
+    #: "deferred" (colour net once per pixel) or "sample" (NeRFBlendShape's, once per sample)
+    shading: str = "deferred"
 
 
 #: a first try: the same recipe with a quarter of the training time
@@ -96,6 +98,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     # Blend weights in units of each coefficient's spread over the training frames.
     spread = np.maximum(data.expressions[data.train_indices].std(axis=0), 1e-3)
     field_config = FieldConfig(n_expression=k, log2_table=config.log2_table, sh_degree=config.sh_degree,
+                               shading=config.shading,
                                expression_scale=tuple(round(float(v), 4) for v in spread))
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
                                bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise,

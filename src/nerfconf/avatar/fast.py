@@ -11,7 +11,9 @@ computes, minus terms that are zero or nearly so (each a ``RenderSettings`` fiel
 3. a per-frame probe of the density at coarse cell centres drops cells that are
    empty for this frame's expression, with their neighbours as a safety margin;
 4. rays stop once their transmittance falls below ``t_min`` (early termination);
-5. the colour network runs only for samples whose compositing weight matters;
+5. the colour network runs only for samples whose compositing weight matters; for a
+   deferred-shading field (``FieldConfig.shading``) only their features are composited,
+   and the colour network runs once per pixel that is opaque enough to show it;
 6. adaptive upsampling marches a coarse grid of pixels, fills the pixels between
    them where their neighbours agree within a tolerance, and marches the rest;
 7. optionally (off by default, see the README), marching starts a few samples in
@@ -41,7 +43,7 @@ from nerfconf.avatar import hashgrid_kernels as HK
 from nerfconf.avatar import render_kernels as RK
 from nerfconf.avatar.bundle import AvatarBundle, rest_translation
 from nerfconf.avatar.mlp_kernels import InferenceMlp
-from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
+from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, Camera, FixedOccupancy, render_image
 from nerfconf.avatar.view import View, camera_in_head, head_pose
 from nerfconf.types import FaceParams, RenderedFrame
 
@@ -51,6 +53,9 @@ __all__ = ["RenderError", "RenderSettings", "Renderer", "View"]
 REFERENCE_SAMPLES = 48
 #: Occupied samples a live ray takes per round; the last value repeats.
 ROUND_BUDGETS = (12, 48)
+#: Deferred shading: a ray less opaque than this gets no colour (it could move its pixel by
+#: at most half a level of 255 from the background)
+SHADE_MIN_OPACITY = 1.0 / 512
 
 
 class RenderError(ValueError):
@@ -185,6 +190,8 @@ class Renderer:
             self._tables = field.encoding.tables.detach().float().contiguous().numpy()
             self._occupancy = bundle.occupancy.to(torch.uint8).contiguous().numpy()
             self._mlp = InferenceMlp.from_field(field)
+            if self._mlp.deferred and self.settings.guide_margin:
+                raise RenderError("depth guidance (guide_margin) is not built for a deferred-shading avatar")
             if self._occupancy.shape[0] % self.settings.probe_factor:
                 # a probe cell must cover whole occupancy cells
                 self.settings = dataclasses.replace(self.settings, probe_factor=1)
@@ -365,6 +372,7 @@ class Renderer:
     def _march(self, m: _March, active: np.ndarray, table, occupancy, centre32, stats: dict) -> None:
         """Marches the rays ``active`` in rounds, compositing into ``m``."""
         s = self.settings
+        marched = active
         t_min = np.float32(s.t_min)
         rounds = 0
         while len(active):
@@ -393,7 +401,9 @@ class Renderer:
                 RK.composite(active, offsets, sigma, ts, idx, m.near, m.far, REFERENCE_SAMPLES, t_min,
                              m.trans, m.opacity, m.depth, m.surface, m.guided, m.fresh, m.next_idx, w)
                 sel = np.flatnonzero(w > s.colour_weight_min)
-                if len(sel):
+                if len(sel) and self._mlp.deferred:
+                    RK.accumulate_features(sel, rays, w, hidden, m.features(self._mlp.features))
+                elif len(sel):
                     tf = time.perf_counter()
                     rgb = self._mlp.colour(hidden, sel, rays, m.dirs)
                     t_field += time.perf_counter() - tf
@@ -404,6 +414,21 @@ class Renderer:
             active = RK.next_active(active, m.next_idx, REFERENCE_SAMPLES, m.trans, t_min, m.opacity, m.depth,
                                     m.surface, m.acc, m.guided, m.fresh)
         stats["rounds"] = stats.get("rounds", 0) + rounds
+        if self._mlp.deferred:
+            self._shade(m, marched, stats)
+
+    def _shade(self, m: _March, rays: np.ndarray, stats: dict) -> None:
+        """Deferred shading of finished ``rays``: the colour net once per ray on its mean feature
+        (``renderer._render_deferred``); a ray too faint to show a colour keeps none."""
+        tf = time.perf_counter()
+        rays = rays[m.opacity[rays] >= SHADE_MIN_OPACITY]
+        if len(rays):
+            opacity = m.opacity[rays]
+            mean = m.features(self._mlp.features)[rays] / np.maximum(opacity, np.float32(DEFERRED_MIN_OPACITY))[:, None]
+            rgb = self._mlp.colour(mean, np.arange(len(rays), dtype=np.int32), rays, m.dirs)
+            m.acc[rays] = opacity[:, None] * rgb
+        stats["coloured"] = stats.get("coloured", 0) + len(rays)
+        stats["field_ms"] = stats.get("field_ms", 0.0) + (time.perf_counter() - tf) * 1e3
 
 
 class _March:
@@ -421,3 +446,10 @@ class _March:
         self.depth = np.zeros(n, np.float32)
         self.surface = np.full(n, -1, np.int32)
         self.acc = np.zeros((n, 3), np.float32)
+        self.feat = np.zeros((0, 0), np.float32)
+
+    def features(self, width: int) -> np.ndarray:
+        """The composited features of a deferred field (N, width), made on first use."""
+        if self.feat.shape[1] != width:
+            self.feat = np.zeros((len(self.acc), width), np.float32)
+        return self.feat

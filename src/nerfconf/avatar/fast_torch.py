@@ -18,7 +18,7 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.hashgrid import reference_encode
-from nerfconf.avatar.renderer import FixedOccupancy, ray_box
+from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, ray_box
 
 
 class TorchPath:
@@ -80,9 +80,15 @@ class TorchPath:
         keep = torch.nonzero(w[idx] > self.colour_weight_min).squeeze(1)
         sel = idx[keep]
         ray_of = sel // s
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            c = f.colour(d[ray_of], h[keep, 1:])
-        acc = torch.zeros(m, 3, device=self.device).index_add_(0, ray_of, w[sel, None] * c)
+        if f.config.deferred:  # features composited, one colour per ray (renderer._render_deferred)
+            feat = torch.zeros(m, h.shape[1] - 1, device=self.device).index_add_(0, ray_of, w[sel, None] * h[keep, 1:])
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+                c = f.colour(d, feat / opacity.clamp_min(DEFERRED_MIN_OPACITY)[:, None]).float()
+            acc = opacity[:, None] * c
+        else:
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+                c = f.colour(d[ray_of], h[keep, 1:])
+            acc = torch.zeros(m, 3, device=self.device).index_add_(0, ray_of, w[sel, None] * c)
         bg = torch.as_tensor(background, device=self.device)
         colour = bg.clone()
         colour[hit] = acc + (1.0 - opacity[:, None]) * bg[hit]

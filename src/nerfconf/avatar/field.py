@@ -1,9 +1,19 @@
 """The radiance field of a NeRF blendshape head: where there is head, and what colour.
 
-Density and a geometry feature come from a small MLP on the blended hash
-encoding; colour from a second MLP on that feature and the view direction in
-spherical harmonics (degree 4 as in NeRFBlendShape, or lower: ``sh_degree``). Softplus keeps density
-positive; a sigmoid keeps colour in [0, 1].
+Density and a geometry feature come from an MLP on the blended hash encoding;
+colour from a second MLP on that feature and the view direction in spherical
+harmonics (degree 4 as in NeRFBlendShape, or lower: ``sh_degree``). Softplus
+keeps density positive; a sigmoid keeps colour in [0, 1].
+
+Two ways to shade (``FieldConfig.shading``):
+
+* ``"sample"`` (NeRFBlendShape's): the colour net runs on every sample along a ray
+  and the colours are composited. Two hidden layers of ``hidden`` in the density net.
+* ``"deferred"`` (SNeRG's and MERF's): a tiny density decoder (one hidden layer of
+  ``density_hidden``) gives density and the feature per sample; the features are
+  composited along the ray, and the colour net runs once per pixel on their
+  weighted mean. A frame then costs one colour net per pixel instead of one per
+  sample, and the per-sample work is the hash lookup and a ~1 kMAC decoder.
 """
 
 from __future__ import annotations
@@ -35,8 +45,20 @@ class FieldConfig:
     #: highest degree of the view direction's spherical harmonics the colour net sees (0 to 4).
     #: A monocular video ties head pose to time, so high degrees can key colour to the frame.
     sh_degree: int = 4
+    #: "deferred" (one colour net per pixel) or "sample" (one per sample, as NeRFBlendShape)
+    shading: str = "deferred"
+    #: width of the deferred field's one-layer density decoder
+    density_hidden: int = 32
 
     def __post_init__(self) -> None:
+        if self.shading not in SHADINGS:
+            raise ValueError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
+        for name in ("levels", "features", "hidden", "geo_features", "density_hidden", "min_resolution"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+                raise ValueError(f"{name} must be an integer in [1, 1024], got {value!r}")
+        if not isinstance(self.log2_table, int) or not 4 <= self.log2_table <= 24:
+            raise ValueError(f"log2_table must be an integer in [4, 24], got {self.log2_table!r}")
         if not 0 <= self.sh_degree <= 4:
             raise ValueError(f"sh_degree must be 0 to 4, got {self.sh_degree}")
         scale = self.expression_scale
@@ -56,12 +78,21 @@ class FieldConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def deferred(self) -> bool:
+        return self.shading == "deferred"
+
     @classmethod
     def from_dict(cls, d: dict) -> FieldConfig:
-        """From ``to_dict``'s output after a JSON round trip; keys it lacks keep their defaults."""
+        """From ``to_dict``'s output after a JSON round trip; keys it lacks keep their defaults,
+        except ``shading``: configurations written before it existed shade per sample."""
         if not isinstance(d, dict):
             raise TypeError(f"a field configuration is a JSON object, got {type(d).__name__}")
+        d = {"shading": "sample", **d}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+SHADINGS = ("deferred", "sample")
 
 
 def spherical_harmonics(d: torch.Tensor) -> torch.Tensor:
@@ -97,13 +128,21 @@ class BlendshapeField(nn.Module):
         self.config = config
         self.encoding = BlendedHashGrid(config.grid(), expression_scale=config.expression_scale)
         width = config.hidden
-        self.density_net = nn.Sequential(
-            nn.Linear(self.encoding.config.output_dim, width),
-            nn.ReLU(inplace=True),
-            nn.Linear(width, width),
-            nn.ReLU(inplace=True),
-            nn.Linear(width, 1 + config.geo_features),
-        )
+        n_in = self.encoding.config.output_dim
+        if config.deferred:
+            self.density_net = nn.Sequential(
+                nn.Linear(n_in, config.density_hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.density_hidden, 1 + config.geo_features),
+            )
+        else:
+            self.density_net = nn.Sequential(
+                nn.Linear(n_in, width),
+                nn.ReLU(inplace=True),
+                nn.Linear(width, width),
+                nn.ReLU(inplace=True),
+                nn.Linear(width, 1 + config.geo_features),
+            )
         self.color_net = nn.Sequential(
             nn.Linear(16 + config.geo_features, width),
             nn.ReLU(inplace=True),
@@ -142,11 +181,14 @@ class BlendshapeField(nn.Module):
     def forward_at(
         self, points: torch.Tensor, directions: torch.Tensor, table: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Density (N,) and colour (N, 3) from an already blended table (L, T, F).
+        """Density (N,) and colour (N, 3) from an already blended table (L, T, F), per sample
+        (``shading == "sample"``; a deferred field has no colour per sample).
 
         Training blends once per iteration and back-propagates to that table only
         (``table_adam``); a renderer blends once per frame.
         """
+        if self.config.deferred:
+            raise ValueError("a deferred field is coloured per pixel (renderer.render_rays), not per sample")
         sigma, geo = self.density_at(points, table)
         return sigma, self.colour(directions, geo)
 

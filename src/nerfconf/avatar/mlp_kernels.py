@@ -157,9 +157,106 @@ def colour_mlp(hidden, sel, rays, dirs, w_c1, b_c1, w_c2, b_c2, w_c3, b_c3, rgb)
         _colour_head(b, b_c2, w_c3, b_c3, rgb[lo:hi])
 
 
+@njit(nogil=True, fastmath=True, cache=True)
+def _decoder_chunk(enc, w1, b1, w2, b2, out, sigma):
+    a = np.empty((enc.shape[0], w1.shape[1]), np.float32)
+    np.dot(enc, w1, a)
+    _bias_relu(a, b1)
+    np.dot(a, w2, out)
+    n, k = out.shape
+    for s in range(n):
+        for j in range(k):
+            out[s, j] += b2[j]
+        v = out[s, 0]
+        sigma[s] = v if v > np.float32(20.0) else np.log1p(np.exp(v))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def field_decoder(x, table, level_params, w1, b1, w2, b2, out, sigma):
+    """The deferred field's per-sample work: the hash encoding of unit-cube points ``x``, then
+    ``out = relu(enc w1 + b1) w2 + b2`` (density logit, then the feature) and
+    ``sigma = softplus(out[:, 0])``, chunk by chunk while each chunk is in cache."""
+    n = x.shape[0]
+    width = table.shape[0] * table.shape[2]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        enc = np.empty((hi - lo, width), np.float32)
+        encode_points(x, lo, hi, table, level_params, enc, 0)
+        _decoder_chunk(enc, w1, b1, w2, b2, out[lo:hi], sigma[lo:hi])
+
+
+class _Blas:
+    """Keeps scipy's BLAS, which numba's ``np.dot`` calls, to one thread while a kernel runs."""
+
+    _controller = None
+
+    @classmethod
+    def single_threaded(cls):
+        if cls._controller is None:
+            # scipy's BLAS, the one numba's np.dot calls, is loaded once numba has compiled a np.dot
+            import scipy.linalg.cython_blas  # noqa: F401, PLC0415
+
+            cls._controller = ThreadpoolController().select(user_api="blas")
+        return cls._controller.limit(limits=1)
+
+
+def _f32(x) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().double().numpy(), np.float32)
+
+
+@dataclass
+class ColourMlp:
+    """The colour net for inference: first layer on ``[feature, SH(direction)]`` (feature first)."""
+
+    w_c1: np.ndarray  # (G + 16, H)
+    b_c1: np.ndarray
+    w_c2: np.ndarray
+    b_c2: np.ndarray
+    w_c3: np.ndarray  # (3, H), transposed for the head kernel
+    b_c3: np.ndarray
+
+    @classmethod
+    def from_net(cls, color_net, sh_mask, w_geo=None, b_geo=None) -> ColourMlp:
+        """``w_geo`` (G, X) and ``b_geo`` (G,): a linear map from X inputs to the feature, folded in."""
+        import torch  # noqa: PLC0415
+
+        c1, c2, c3 = (color_net[i] for i in (0, 2, 4))
+        with torch.no_grad():
+            wc1 = c1.weight.double()  # (H, 16 + G)
+            w_sh, w_g = wc1[:, :16] * sh_mask.double(), wc1[:, 16:]  # the field's masked harmonics
+            b_c1 = c1.bias.double()
+            if w_geo is not None:
+                b_c1 = b_c1 + b_geo.double() @ w_g.T
+                w_g = w_g @ w_geo.double()  # (H, X)
+            return cls(w_c1=_f32(torch.cat([w_g.T, w_sh.T], dim=0)), b_c1=_f32(b_c1), w_c2=_f32(c2.weight.T),
+                       b_c2=_f32(c2.bias), w_c3=_f32(c3.weight), b_c3=_f32(c3.bias))
+
+    def __call__(self, hidden: np.ndarray, sel: np.ndarray, rays: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """RGB (len(sel), 3) of rows ``sel`` of ``hidden``, seen along the unit directions ``dirs[rays[sel]]``."""
+        rgb = np.empty((len(sel), 3), np.float32)
+        with _Blas.single_threaded():
+            colour_mlp(hidden, sel, rays, dirs, self.w_c1, self.b_c1, self.w_c2, self.b_c2, self.w_c3,
+                       self.b_c3, rgb)
+        return rgb
+
+
+class _Outputs:
+    """A per-sample output buffer that the next call overwrites: a frame's worth is tens of MB,
+    and fresh pages for it each frame cost more than the products."""
+
+    def __init__(self, width: int) -> None:
+        self._buffer = np.empty((0, width), np.float32)
+
+    def get(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._buffer) < n:
+            self._buffer = np.empty((max(n, 2 * len(self._buffer)), self._buffer.shape[1]), np.float32)
+        return self._buffer[:n], np.empty(n, np.float32)
+
+
 @dataclass
 class InferenceMlp:
-    """The field's two MLPs rearranged for inference (same function, fewer multiplies).
+    """A per-sample field's two MLPs rearranged for inference (same function, fewer multiplies).
 
     The density net's geometry outputs feed only the colour net's first layer, so the
     two linear maps fold into one matrix on the density net's last hidden layer; the
@@ -172,37 +269,29 @@ class InferenceMlp:
     b2: np.ndarray
     w_sigma: np.ndarray  # (H,)
     b_sigma: float
-    w_c1: np.ndarray  # (H + 16, H)
-    b_c1: np.ndarray
-    w_c2: np.ndarray
-    b_c2: np.ndarray
-    w_c3: np.ndarray  # (3, H), transposed for the head kernel
-    b_c3: np.ndarray
-    _blas: object = field(default=None, init=False, repr=False)
-    _hidden: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32), init=False, repr=False)
+    colour: ColourMlp
+    _out: _Outputs = field(default=None, init=False, repr=False)
+
+    deferred = False
+
+    def __post_init__(self) -> None:
+        self._out = _Outputs(self.w2.shape[0])
 
     @classmethod
-    def from_field(cls, field) -> InferenceMlp:
+    def from_field(cls, field) -> InferenceMlp | DeferredMlp:
+        """The inference form of ``field``'s networks, for either shading."""
         import torch  # noqa: PLC0415
 
+        if field.config.deferred:
+            return DeferredMlp.from_field(field)
         d1, d2, d3 = (field.density_net[i] for i in (0, 2, 4))
-        c1, c2, c3 = (field.color_net[i] for i in (0, 2, 4))
         with torch.no_grad():
             w3, b3 = d3.weight.double(), d3.bias.double()  # (1 + G, H)
-            wc1 = c1.weight.double()  # (H, 16 + G)
-            w_sh, w_g = wc1[:, :16] * field.sh_mask.double(), wc1[:, 16:]  # the field's masked harmonics
-            w_geo = w3[1:].T @ w_g.T  # (H, H)
-            b_c1 = c1.bias.double() + b3[1:] @ w_g.T
-
-            def f32(x) -> np.ndarray:
-                return np.ascontiguousarray(x.detach().double().numpy(), np.float32)
-
             return cls(
-                w1=f32(d1.weight.T), b1=f32(d1.bias), w2=f32(d2.weight.T), b2=f32(d2.bias),
+                w1=_f32(d1.weight.T), b1=_f32(d1.bias), w2=_f32(d2.weight.T), b2=_f32(d2.bias),
                 # the reference's shifted softplus, softplus(h - 1), folds into the bias
-                w_sigma=f32(w3[0]), b_sigma=float(b3[0]) - 1.0,
-                w_c1=f32(torch.cat([w_geo, w_sh.T], dim=0)), b_c1=f32(b_c1),
-                w_c2=f32(c2.weight.T), b_c2=f32(c2.bias), w_c3=f32(c3.weight), b_c3=f32(c3.bias),
+                w_sigma=_f32(w3[0]), b_sigma=float(b3[0]) - 1.0,
+                colour=ColourMlp.from_net(field.color_net, field.sh_mask, w3[1:], b3[1:]),
             )
 
     @property
@@ -210,13 +299,10 @@ class InferenceMlp:
         return self.w2.shape[0]
 
     def density(self, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Density (S,) and the last hidden layer (S, H) from the encoding (S, L*F).
-
-        The hidden layer lives in a buffer that the next call overwrites: a frame's
-        worth is tens of MB, and fresh pages for it each frame cost more than the products.
-        """
-        hidden, sigma = self._outputs(len(enc))
-        with self._single_threaded_blas():
+        """Density (S,) and the last hidden layer (S, H) from the encoding (S, L*F); the hidden
+        layer lives in a buffer that the next call overwrites."""
+        hidden, sigma = self._out.get(len(enc))
+        with _Blas.single_threaded():
             density_mlp(np.ascontiguousarray(enc, np.float32), self.w1, self.b1, self.w2, self.b2,
                         self.w_sigma, np.float32(self.b_sigma), hidden, sigma)
         return sigma, hidden
@@ -224,29 +310,48 @@ class InferenceMlp:
     def density_at(self, x: np.ndarray, table: np.ndarray, level_params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``density`` of the hash encoding of unit-cube points ``x`` (S, 3) in the blended
         ``table`` (``hashgrid_kernels.level_params`` gives ``level_params``)."""
-        hidden, sigma = self._outputs(len(x))
-        with self._single_threaded_blas():
+        hidden, sigma = self._out.get(len(x))
+        with _Blas.single_threaded():
             field_density(x, table, level_params, self.w1, self.b1, self.w2, self.b2, self.w_sigma,
                           np.float32(self.b_sigma), hidden, sigma)
         return sigma, hidden
 
-    def _outputs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._hidden) < n:
-            self._hidden = np.empty((max(n, 2 * len(self._hidden)), self.hidden), np.float32)
-        return self._hidden[:n], np.empty(n, np.float32)
 
-    def colour(self, hidden: np.ndarray, sel: np.ndarray, rays: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        """RGB (len(sel), 3) of samples ``sel``, whose rays are ``rays[sel]`` with unit directions ``dirs``."""
-        rgb = np.empty((len(sel), 3), np.float32)
-        with self._single_threaded_blas():
-            colour_mlp(hidden, sel, rays, dirs, self.w_c1, self.b_c1, self.w_c2, self.b_c2, self.w_c3,
-                       self.b_c3, rgb)
-        return rgb
+@dataclass
+class DeferredMlp:
+    """A deferred field's networks for inference: the per-sample decoder and the per-pixel colour net."""
 
-    def _single_threaded_blas(self):
-        if self._blas is None:
-            # scipy's BLAS, the one numba's np.dot calls, is loaded once numba has compiled a np.dot
-            import scipy.linalg.cython_blas  # noqa: F401, PLC0415
+    w1: np.ndarray  # (L*F, D)
+    b1: np.ndarray
+    w2: np.ndarray  # (D, 1 + G)
+    b2: np.ndarray  # (1 + G,), the density's shift folded in
+    colour: ColourMlp
+    _out: _Outputs = field(default=None, init=False, repr=False)
 
-            self._blas = ThreadpoolController().select(user_api="blas")
-        return self._blas.limit(limits=1)
+    deferred = True
+
+    def __post_init__(self) -> None:
+        self._out = _Outputs(self.w2.shape[1])
+
+    @classmethod
+    def from_field(cls, field) -> DeferredMlp:
+        import torch  # noqa: PLC0415
+
+        d1, d2 = field.density_net[0], field.density_net[2]
+        with torch.no_grad():
+            b2 = d2.bias.double().clone()
+            b2[0] -= 1.0  # the field's shifted softplus, softplus(h - 1)
+            return cls(w1=_f32(d1.weight.T), b1=_f32(d1.bias), w2=_f32(d2.weight.T), b2=_f32(b2),
+                       colour=ColourMlp.from_net(field.color_net, field.sh_mask))
+
+    @property
+    def features(self) -> int:
+        return self.w2.shape[1] - 1
+
+    def density_at(self, x: np.ndarray, table: np.ndarray, level_params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Density (S,) and the decoder's output (S, 1 + G): the density logit, then the feature
+        (in a buffer the next call overwrites) at unit-cube points ``x`` in the blended ``table``."""
+        out, sigma = self._out.get(len(x))
+        with _Blas.single_threaded():
+            field_decoder(x, table, level_params, self.w1, self.b1, self.w2, self.b2, out, sigma)
+        return sigma, out

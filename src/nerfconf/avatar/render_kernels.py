@@ -217,6 +217,19 @@ def accumulate_colour(rays, weights, rgb, acc):
         acc[r, 2] += w * rgb[s, 2]
 
 
+@njit(cache=True)
+def accumulate_features(sel, rays, weights, out, acc):
+    """``acc[rays[q]] += weights[q] * out[q, 1:]`` for the samples ``q`` in ``sel`` (deferred
+    shading: ``out`` is the density decoder's output, density first, then the feature)."""
+    n_f = acc.shape[1]
+    for s in range(sel.shape[0]):
+        q = sel[s]
+        r = rays[q]
+        w = weights[q]
+        for j in range(n_f):
+            acc[r, j] += w * out[q, 1 + j]
+
+
 @njit(parallel=True, cache=True)
 def finish_image(acc, opacity, t_min, background, image):
     """``colour + (1 - opacity) * background`` to uint8, as ``render_image`` rounds it.

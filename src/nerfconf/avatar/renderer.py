@@ -65,7 +65,7 @@ class RenderOutput:
 def composite(
     sigma: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, step: torch.Tensor, background: float = 1.0
 ) -> RenderOutput:
-    """Alpha compositing of (M, S) samples front to back."""
+    """Alpha compositing of (M, S) samples front to back; ``rgb`` (M, S, C) may hold any C channels."""
     alpha = 1.0 - torch.exp(-sigma * step[:, None])
     # Exclusive cumulative product: transmittance before each sample.
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
@@ -120,22 +120,45 @@ def render_rays(
     keep = hit[:, None].expand(m, samples).reshape(-1)
     if occupancy is not None:
         keep = keep & occupancy.occupied(flat)
-    sigma = torch.zeros(m * samples, device=dev)
-    rgb = torch.ones(m * samples, 3, device=dev)
     idx = torch.nonzero(keep).squeeze(1)
-    if idx.numel():
-        dirs = directions[:, None, :].expand(m, samples, 3).reshape(-1, 3)
-        if table is None:
-            s, c = field(flat[idx], dirs[idx], expression)
-        else:
+    if table is None:
+        table = field.encoding.blended_table(expression)
+    if field.config.deferred:
+        out = _render_deferred(field, flat, idx, directions, table, t, step)
+    else:
+        sigma = torch.zeros(m * samples, device=dev)
+        rgb = torch.ones(m * samples, 3, device=dev)
+        if idx.numel():
+            dirs = directions[:, None, :].expand(m, samples, 3).reshape(-1, 3)
             s, c = field.forward_at(flat[idx], dirs[idx], table)
-        # under autocast the MLPs answer in bfloat16; compositing stays float32
-        s, c = s.float(), c.float()
-        sigma = sigma.index_put((idx,), s)
-        rgb = rgb.index_put((idx,), c)
-    out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
+            # under autocast the MLPs answer in bfloat16; compositing stays float32
+            sigma = sigma.index_put((idx,), s.float())
+            rgb = rgb.index_put((idx,), c.float())
+        out = composite(sigma.view(m, samples), rgb.view(m, samples, 3), t, step)
     out.evaluated = int(idx.numel())
     out.positions = steps.expand(m, samples)
+    return out
+
+
+#: a ray's composited feature is divided by its opacity, but never by less than this
+DEFERRED_MIN_OPACITY = 1e-3
+
+
+def _render_deferred(field: BlendshapeField, flat: torch.Tensor, idx: torch.Tensor, directions: torch.Tensor,
+                     table: torch.Tensor, t: torch.Tensor, step: torch.Tensor) -> RenderOutput:
+    """Deferred shading: the features are composited like colours, and the colour net runs once
+    per ray on their weighted mean (what the ray sees where it stops), seen along the ray."""
+    m, samples = t.shape
+    sigma = torch.zeros(m * samples, device=flat.device)
+    feats = torch.zeros(m * samples, field.config.geo_features, device=flat.device)
+    if idx.numel():
+        s, f = field.density_at(flat[idx], table)
+        sigma = sigma.index_put((idx,), s.float())
+        feats = feats.index_put((idx,), f.float())
+    out = composite(sigma.view(m, samples), feats.view(m, samples, -1), t, step, background=0.0)
+    mean_feature = out.rgb / out.opacity.clamp_min(DEFERRED_MIN_OPACITY)[:, None]
+    colour = field.colour(directions, mean_feature).float()
+    out.rgb = out.opacity[:, None] * colour + (1.0 - out.opacity[:, None])
     return out
 
 

@@ -104,6 +104,8 @@ class TrainConfig:
 
 PHOTOMETRIC_LOSSES = ("l1", "l2")
 
+#: the occupancy grid culls samples only once at least this fraction of its cells is occupied
+MIN_OCCUPIED = 0.01
 #: learning rate drops by LR_GAMMA at these fractions of the run (MultiStepLR)
 LR_MILESTONES = (0.5, 0.75, 0.9)
 LR_GAMMA = 0.33
@@ -218,7 +220,9 @@ class Trainer:
             weights = encoding.weights(expression)
             table = encoding.blended_table(expression)
         table.requires_grad_(True)
-        use_occ = self.state.iteration >= cfg.occupancy_warmup
+        # A grid that marks (nearly) every cell empty would keep the field from ever growing there:
+        # while the field is still that faint, every sample is evaluated.
+        use_occ = self.state.iteration >= cfg.occupancy_warmup and self.occupancy.fraction() >= MIN_OCCUPIED
         with self.autocast():
             out = render_rays(self.field, origins, dirs, expression, samples=cfg.samples_per_ray, perturb=True,
                               occupancy=self.occupancy if use_occ else None, table=table)
@@ -235,7 +239,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.step()
-            self.table_adam.step(table.grad, weights, lr)
+            if table.grad is not None:  # a deferred field's colour net learns even when every sample was culled
+                self.table_adam.step(table.grad, weights, lr)
         self.state.iteration += 1
         if self.state.iteration % cfg.occupancy_every == 0:
             j = int(self.rng.choice(self.train_frames))

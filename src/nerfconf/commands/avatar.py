@@ -36,7 +36,7 @@ def enroll(args: argparse.Namespace) -> int:
                           expression_noise=args.expression_noise, photometric=args.loss,
                           neck_margin=args.neck_margin, sh_degree=args.view_degree,
                           zero_phase=args.training_smoothing == "zero-phase",
-                          pose_alignment=args.pose_alignment, distortion=args.distortion)
+                          pose_alignment=args.pose_alignment, distortion=args.distortion, shading=args.shading)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -94,6 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "in a call (a filter that cannot look ahead, so it trails the head a little), or forward "
                    "and backward in time, without lag; the codec is fitted on the sender's either way "
                    "(default sender)")
+    p.add_argument("--shading", choices=("deferred", "sample"), default="deferred",  # field.SHADINGS (torch-free)
+                   help="deferred: features are composited along each ray and the colour network runs once "
+                   "per pixel, with a one-layer density decoder per sample (several times cheaper to render "
+                   "and 1.7x faster to train); sample: NeRFBlendShape's colour network on every sample "
+                   "(default deferred)")
     p.add_argument("--distortion", type=float, default=0.0,
                    help="weight of Mip-NeRF 360's distortion loss, which draws each ray's density together at "
                    "the surface instead of a fog (default 0: off)")

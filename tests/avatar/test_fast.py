@@ -50,7 +50,7 @@ def test_fast_path_is_within_40_db_of_the_reference(renderer):
 
 
 @pytest.mark.parametrize("settings", [
-    RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.3),
+    RenderSettings(t_min=0.5), RenderSettings(colour_weight_min=0.05),
     RenderSettings(upsample_tolerance=255, upsample_levels=3, upsample_max_step=1.0)])
 def test_the_fidelity_check_fails_a_renderer_that_cuts_corners(bundle, settings):
     scores = _fidelity(Renderer(bundle, settings=settings), tiny_track(), range(2))

@@ -27,8 +27,10 @@ TINY = dict(levels=4, features=2, log2_table=10, min_resolution=8, max_resolutio
 def tiny_bundle(seed: int = 0, shading: str = "sample") -> AvatarBundle:
     g = torch.Generator().manual_seed(seed)
     # Uneven expression scales, so a renderer that forgot them would not match the reference.
-    field = BlendshapeField(FieldConfig(n_expression=K, expression_scale=(0.5, 2.0, 1.0, 1.25), shading=shading,
-                                        **TINY))
+    with torch.random.fork_rng():  # the networks' initial weights, the same whatever ran before
+        torch.manual_seed(seed)
+        field = BlendshapeField(FieldConfig(n_expression=K, expression_scale=(0.5, 2.0, 1.0, 1.25),
+                                            shading=shading, **TINY))
     enc = field.encoding
     with torch.no_grad():
         # texture: random features on every level, moving with the expression tables
@@ -50,6 +52,9 @@ def tiny_bundle(seed: int = 0, shading: str = "sample") -> AvatarBundle:
             layer.weight[0, 0] = 1.0
             layer.bias[0] = 0.0
         d3.weight[0].mul_(2.0)
+        if field.config.deferred:
+            # a ray's colour comes from its mean feature: make the features vary enough to show
+            d3.weight[1:].mul_(20.0)
         d3.weight[0, 0] = 30.0
         d3.bias[0] = -5.0
         for p in field.color_net.parameters():

@@ -63,6 +63,8 @@ class EnrollConfig:
     distortion: float = 0.0
     #: "deferred" (colour net once per pixel) or "sample" (NeRFBlendShape's, once per sample)
     shading: str = "deferred"
+    #: fraction of the run during which the opacity is also fitted to the head mask
+    mask_loss_until: float = 0.3
 
 
 #: a first try: the same recipe with a quarter of the training time
@@ -103,6 +105,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
     train_config = TrainConfig(iterations=config.iterations, max_minutes=config.max_minutes, device=config.device,
                                bf16_mlp=config.bf16_mlp, expression_noise=config.expression_noise,
                                photometric=config.photometric, distortion_weight=config.distortion,
+                               mask_loss_until=config.mask_loss_until,
                                alignment=AlignConfig() if config.pose_alignment else AlignConfig.off())
     trainer = Trainer(data, field_config, train_config, bounds, work, face_model=model)
     trainer.load_checkpoint()

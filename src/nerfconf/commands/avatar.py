@@ -24,6 +24,8 @@ def enroll(args: argparse.Namespace) -> int:
         raise UserError(f"--expression-noise {args.expression_noise}: must lie in [0, 2] (spreads)")
     if not 0.0 <= args.distortion <= 1.0:
         raise UserError(f"--distortion {args.distortion}: must lie in [0, 1]")
+    if not 0.0 <= args.mask_loss_until <= 1.0:
+        raise UserError(f"--mask-loss-until {args.mask_loss_until}: must lie in [0, 1]")
     if not 0.0 <= args.neck_margin <= 2.0:
         raise UserError(f"--neck-margin {args.neck_margin}: must lie in [0, 2] face heights")
     preset = QUICK if args.quick else EnrollConfig()
@@ -36,7 +38,8 @@ def enroll(args: argparse.Namespace) -> int:
                           expression_noise=args.expression_noise, photometric=args.loss,
                           neck_margin=args.neck_margin, sh_degree=args.view_degree,
                           zero_phase=args.training_smoothing == "zero-phase",
-                          pose_alignment=args.pose_alignment, distortion=args.distortion, shading=args.shading)
+                          pose_alignment=args.pose_alignment, distortion=args.distortion, shading=args.shading,
+                          mask_loss_until=args.mask_loss_until)
     try:
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
@@ -99,6 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "per pixel, with a one-layer density decoder per sample (several times cheaper to render "
                    "and 1.7x faster to train); sample: NeRFBlendShape's colour network on every sample "
                    "(default deferred)")
+    p.add_argument("--mask-loss-until", type=float, default=0.3,
+                   help="fraction of the run during which the avatar's opacity is also fitted to the head mask, "
+                   "so that it learns the silhouette before detail (default 0.3; 1 keeps it to the end)")
     p.add_argument("--distortion", type=float, default=0.0,
                    help="weight of Mip-NeRF 360's distortion loss, which draws each ray's density together at "
                    "the surface instead of a fog (default 0: off)")

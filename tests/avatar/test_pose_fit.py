@@ -44,7 +44,9 @@ def test_it_recovers_most_of_a_pose_error(bundle, truth):
     fit = refiner.refine(start, target)
     error = _pose(fit.params) - _pose(params)
     assert np.abs(error[:3]).max() < 0.3 * np.abs(OFFSET[:3]).max(), error
-    assert np.abs(error[3:]).max() < 0.3 * np.abs(OFFSET[3:]).max(), error
+    assert np.abs(error[3:5]).max() < 0.3 * np.abs(OFFSET[3:5]).max(), error
+    # Depth shows only as scale: at 1.3 m, 3 mm changes the head's size by a fifth of a pixel at 256 px.
+    assert abs(error[5]) < 0.003, error
     np.testing.assert_allclose(fit.correction, _pose(fit.params) - _pose(start), atol=1e-12)
     # and what the receiver then shows is closer to the frame
     full = Renderer(bundle)

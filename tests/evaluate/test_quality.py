@@ -32,10 +32,12 @@ def test_the_fast_renderer_scores_as_the_reference_does(tmp_path):
 def test_the_reference_uses_the_head_mask_the_avatar_was_trained_on(tmp_path):
     video = shared_data("obama.mp4")
     tight = shutil.copytree(SAMPLE, tmp_path / "tight")
+    wide = shutil.copytree(SAMPLE, tmp_path / "wide")
     meta = json.loads((tight / "face_model.json").read_text())
-    assert "neck_margin" not in meta  # the sample predates the setting: it reads as 0.25
+    assert meta["neck_margin"] == 0.1  # the sample records the margin it was trained with
     (tight / "face_model.json").write_text(json.dumps({**meta, "neck_margin": 0.0}))
-    usual = held_out_frames(AvatarBundle.load(SAMPLE), video, 2)
+    (wide / "face_model.json").write_text(json.dumps({**meta, "neck_margin": 0.5}))
+    usual = held_out_frames(AvatarBundle.load(wide), video, 2)
     cut = held_out_frames(AvatarBundle.load(tight), video, 2)
     r = usual.masks.shape[1]
     assert cut.masks[:, r * 3 // 4 :].sum() < 0.5 * usual.masks[:, r * 3 // 4 :].sum()

@@ -93,6 +93,15 @@ def test_enroll_refuses_a_negative_noise_or_neck_margin(tmp_path, capsys, option
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("option, bound", [("--mask-loss-until", "[0, 1]"), ("--distortion", "[0, 1]")])
+def test_enroll_refuses_a_fraction_or_weight_out_of_range(tmp_path, capsys, option, bound):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the option is checked first")
+    assert main(["enroll", str(video), "-o", str(tmp_path / "a"), option, "1.5"]) == 2
+    assert f"{option} 1.5: must lie in {bound}" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
 def test_enroll_refuses_a_view_degree_above_four(tmp_path, capsys):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not read: the option is checked first")

@@ -99,8 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default sender)")
     p.add_argument("--shading", choices=("deferred", "sample"), default="deferred",  # field.SHADINGS (torch-free)
                    help="deferred: features are composited along each ray and the colour network runs once "
-                   "per pixel, with a one-layer density decoder per sample (several times cheaper to render "
-                   "and 1.7x faster to train); sample: NeRFBlendShape's colour network on every sample "
+                   "per pixel, with a one-layer density decoder per sample (a half to a third of the render cost "
+                   "and 1.7x faster a training step); sample: NeRFBlendShape's colour network on every sample "
                    "(default deferred)")
     p.add_argument("--mask-loss-until", type=float, default=0.3,
                    help="fraction of the run during which the avatar's opacity is also fitted to the head mask, "

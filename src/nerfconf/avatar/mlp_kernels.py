@@ -19,7 +19,7 @@ Measured on the 2-core AMD EPYC this project runs on (``nerfconf bench render``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -124,17 +124,23 @@ def density_mlp(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
         _density_chunk(enc[lo:hi], w1, b1, w2, b2, w_sigma, b_sigma, hidden[lo:hi], sigma[lo:hi])
 
 
+@njit(nogil=True, cache=True)
+def _encoded(x, lo, hi, table, level_params):
+    """The hash encoding (hi - lo, L*F) of points ``x[lo:hi]``: one chunk, used while in cache."""
+    enc = np.empty((hi - lo, table.shape[0] * table.shape[2]), np.float32)
+    encode_points(x, lo, hi, table, level_params, enc, 0)
+    return enc
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def field_density(x, table, level_params, w1, b1, w2, b2, w_sigma, b_sigma, hidden, sigma):
     """``density_mlp`` of the hash encoding of points ``x`` (unit cube), chunk by chunk, so
     that each chunk's encoding is used while it is still in cache."""
     n = x.shape[0]
-    width = table.shape[0] * table.shape[2]
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
-        enc = np.empty((hi - lo, width), np.float32)
-        encode_points(x, lo, hi, table, level_params, enc, 0)
+        enc = _encoded(x, lo, hi, table, level_params)
         _density_chunk(enc, w1, b1, w2, b2, w_sigma, b_sigma, hidden[lo:hi], sigma[lo:hi])
 
 
@@ -177,12 +183,10 @@ def field_decoder(x, table, level_params, w1, b1, w2, b2, out, sigma):
     ``out = relu(enc w1 + b1) w2 + b2`` (density logit, then the feature) and
     ``sigma = softplus(out[:, 0])``, chunk by chunk while each chunk is in cache."""
     n = x.shape[0]
-    width = table.shape[0] * table.shape[2]
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
-        enc = np.empty((hi - lo, width), np.float32)
-        encode_points(x, lo, hi, table, level_params, enc, 0)
+        enc = _encoded(x, lo, hi, table, level_params)
         _decoder_chunk(enc, w1, b1, w2, b2, out[lo:hi], sigma[lo:hi])
 
 
@@ -270,12 +274,11 @@ class InferenceMlp:
     w_sigma: np.ndarray  # (H,)
     b_sigma: float
     colour: ColourMlp
-    _out: _Outputs = field(default=None, init=False, repr=False)
 
     deferred = False
 
     def __post_init__(self) -> None:
-        self._out = _Outputs(self.w2.shape[0])
+        self._out = _Outputs(self.w2.shape[0])  # per sample: the last hidden layer
 
     @classmethod
     def from_field(cls, field) -> InferenceMlp | DeferredMlp:
@@ -326,12 +329,11 @@ class DeferredMlp:
     w2: np.ndarray  # (D, 1 + G)
     b2: np.ndarray  # (1 + G,), the density's shift folded in
     colour: ColourMlp
-    _out: _Outputs = field(default=None, init=False, repr=False)
 
     deferred = True
 
     def __post_init__(self) -> None:
-        self._out = _Outputs(self.w2.shape[1])
+        self._out = _Outputs(self.w2.shape[1])  # per sample: the density logit, then the feature
 
     @classmethod
     def from_field(cls, field) -> DeferredMlp:

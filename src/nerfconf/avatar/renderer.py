@@ -191,6 +191,7 @@ class OccupancyGrid(FixedOccupancy):
         self.density: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
         self._mask_of: torch.Tensor | None = None
+        self._fraction, self._fraction_of = 1.0, None
         self.threshold = 0.01
         self.step = float((2 * field.box_half).max()) / 48
 
@@ -223,7 +224,11 @@ class OccupancyGrid(FixedOccupancy):
         return self._mask
 
     def fraction(self) -> float:
-        return float(self.mask.float().mean())
+        """Share of cells occupied; kept with the mask, since every training step asks."""
+        mask = self.mask
+        if self._fraction_of is not mask:
+            self._fraction, self._fraction_of = float(mask.float().mean()), mask
+        return self._fraction
 
 
 @torch.no_grad()

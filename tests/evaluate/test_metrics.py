@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nerfconf.evaluate import lpips as lp
+from ..conftest import shared_data
 from nerfconf.evaluate.metrics import FrameScores, frame_scores, psnr, score_frames, ssim, ssim_map
 
 
@@ -219,6 +220,25 @@ def test_lpips_matches_independent_numpy_forward(model):
     b = cv2.GaussianBlur(noisy(a, 12, seed=12), (0, 0), 0.8)
     expected = _numpy_lpips_flax_layout(lp.load_weights("alex"), a, b)
     assert float(model(a, b)) == pytest.approx(expected, rel=1e-4)
+
+
+def _reference_image(name: str) -> np.ndarray:
+    path = shared_data(f"lpips/{name}")
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_lpips_reference_pair_matches_published_values():
+    """The LPIPS repository's example triplet: its ``test_network.py`` (AlexNet, v0.1) prints
+    ``Distances: (0.722, 0.138)`` for ex_ref against ex_p0 and ex_p1. Matching it to the
+    printed precision checks the weights, the [-1, 1] scaling and the layer order at once."""
+    ref, p0, p1 = (_reference_image(f"ex_{n}.png") for n in ("ref", "p0", "p1"))
+    d0 = float(lp.lpips_distance(ref[None], p0[None], net="alex")[0])
+    d1 = float(lp.lpips_distance(ref[None], p1[None], net="alex")[0])
+    assert (round(d0, 3), round(d1, 3)) == (0.722, 0.138)
+    # VGG has no printed reference here, but must rank the pair the same way
+    v0 = float(lp.lpips_distance(ref[None], p0[None], net="vgg")[0])
+    v1 = float(lp.lpips_distance(ref[None], p1[None], net="vgg")[0])
+    assert v1 < v0
 
 
 def test_score_frames_summary(img):

@@ -54,7 +54,7 @@ class Server:
 
     def _on_open(self, protocol: NerfProtocol) -> None:
         if self._accepted.full():
-            protocol._fail(0x104, "the server is not accepting more peers right now")
+            protocol.refuse_busy()
             return
         self._accepted.put_nowait(Connection(protocol))
 

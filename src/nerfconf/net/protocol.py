@@ -1,0 +1,540 @@
+"""The call protocol, sans I/O: what one peer of a call does, given QUIC events and the time.
+
+``CallProtocol`` sits on an aioquic ``QuicConnection`` (itself sans I/O) the way
+aioquic's ``H3Connection`` does: the owner hands it every QUIC event with
+``handle_event(event, now)`` and gets back ``CallEvent``s; it sends frames and
+feedback through ``send_frame`` and ``send_feedback``; and it asks ``get_timer()``
+when to call ``handle_timer(now)``. The protocol never reads a clock, a socket or
+an event loop, so two of them can be driven in memory with a fake clock
+(``tests/net/test_protocol.py``). The owner transmits what the ``QuicConnection``
+has queued after each call (``net.connection`` does, on asyncio).
+
+What it owns:
+
+* authentication: the client's first control message is HELLO with the room token
+  and protocol version; the server answers WELCOME or REFUSE, and closes a client
+  that stays silent past ``auth_timeout``. Nothing else is accepted before that;
+* feedback coalescing: acks wait up to ``feedback_delay`` to ride with the next frame,
+  NACKs and I-frame requests leave at once;
+* NACK → retransmission of frames that can still make their deadline (datagram mode);
+* deadline drops: datagrams still in aioquic's queue past their deadline are dropped;
+* keepalive PINGs.
+
+Streams on a connection:
+
+* bidirectional stream 0 (opened by the client): the control stream, see
+  :mod:`nerfconf.net.messages`;
+* one unidirectional stream per side, opened on first use in stream mode:
+  that side's frames, byte-stuffed and delimited (:func:`nerfconf.codec.frame.stuff`);
+* QUIC DATAGRAM frames in datagram mode: :mod:`nerfconf.net.redundancy`.
+
+New media (video, audio, avatar transfer) become new message types on the control
+stream or new stream types here; the state machine stays as it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from aioquic.quic import events
+from aioquic.quic.connection import QuicConnection
+
+from nerfconf.codec.frame import MAX_FRAME_BYTES, StreamDeframer, stuff
+from nerfconf.net.config import ReceivedFrame, TransportConfig, TransportStats
+from nerfconf.net.errors import ConnectionClosedError, ProtocolError
+from nerfconf.net.messages import (
+    MAX_FEEDBACK_SEQS,
+    PROTOCOL_VERSION,
+    ControlDeframer,
+    Feedback,
+    Hello,
+    Message,
+    Refuse,
+    Welcome,
+    encode_message,
+)
+from nerfconf.net.redundancy import FrameReassembler, RedundantPacker
+from nerfconf.types import EncodedFrame
+
+log = logging.getLogger(__name__)
+
+ALPN = "nerfconf/1"
+CONTROL_STREAM = 0
+#: TLS alert bad_certificate as QUIC reports it (CRYPTO_ERROR range 0x100 + alert)
+CRYPTO_BAD_CERTIFICATE = 0x100 + 42
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"  # TLS under way
+    AUTHENTICATING = "authenticating"  # TLS done, HELLO / WELCOME not yet
+    OPEN = "open"
+    CLOSING = "closing"  # we closed; aioquic is draining
+    CLOSED = "closed"
+
+
+class CloseCode(enum.IntEnum):
+    """Application close codes on the wire."""
+
+    NONE = 0
+    AUTH = 0x101
+    PROTOCOL = 0x102
+    TIMEOUT = 0x103
+    BUSY = 0x104
+
+
+class FeedbackSink(Protocol):
+    """What the peer's feedback drives: the parameter encoder (``codec.ParamEncoder``)."""
+
+    def acknowledge(self, seq: int) -> None: ...
+
+    def request_iframe(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The peer authenticated; frames flow from now on."""
+
+    peer_copies: int
+
+
+@dataclass(frozen=True)
+class FrameReceived:
+    frame: ReceivedFrame
+
+
+@dataclass(frozen=True)
+class FeedbackReceived:
+    feedback: Feedback
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Authentication failed: this side refused the peer, or the peer refused us. The close follows."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection is gone (aioquic finished closing it)."""
+
+    reason: str
+    #: the peer closed it before the call opened (a refusal the peer made at the QUIC level)
+    by_peer_before_open: bool
+
+
+CallEvent = Opened | FrameReceived | FeedbackReceived | Refused | Closed
+
+
+@dataclass
+class Counters:
+    frames_sent: int = 0
+    payload_bytes_sent: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    wire_bytes_sent: int = 0
+    wire_bytes_received: int = 0
+    control_bytes_sent: int = 0
+    control_bytes_received: int = 0
+    frames_received: int = 0
+    payload_bytes_received: int = 0
+    acks_sent: int = 0
+    acks_received: int = 0
+    nacks_received: int = 0
+    nacks_sent: int = 0
+    iframe_requests_sent: int = 0
+    iframe_requests_received: int = 0
+    retransmissions: int = 0
+    stale_datagrams_dropped: int = 0
+    malformed: int = 0
+    recv_overflow: int = 0
+
+
+@dataclass(frozen=True)
+class _Queued:
+    datagram: bytes
+    deadline: float
+
+
+class CallProtocol:
+    """One peer's end of a call over ``quic`` (client or server, as its configuration says)."""
+
+    def __init__(self, quic: QuicConnection, config: TransportConfig, token: str) -> None:
+        self.quic = quic
+        self.config = config
+        self._token = token
+        self.is_client = quic.configuration.is_client
+        self.state = State.HANDSHAKE
+        self.close_reason: str | None = None
+        self.counters = Counters()
+        #: where the peer's acks and I-frame requests go
+        self.feedback_sink: FeedbackSink | None = None
+        self._control = ControlDeframer()
+        self._packer = RedundantPacker(config.copies, config.max_datagram)
+        self._reassembler = FrameReassembler(config.copies, nack_window=config.nack_window)
+        self._media_deframer = StreamDeframer(MAX_FRAME_BYTES)
+        self._peer_media_stream: int | None = None
+        self._own_media_stream: int | None = None
+        self._queued: deque[_Queued] = deque()
+        # bounded: only the newest entries matter, the encoder acts on the newest ack
+        self._pending_acks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
+        self._pending_nacks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
+        self._pending_iframe = False
+        self._auth_deadline: float | None = None
+        self._keepalive_at: float | None = None
+        self._feedback_at: float | None = None
+        #: a close that waits one transmission, so that the message before it (REFUSE) leaves
+        #: first: aioquic drops unsent stream data once it closes
+        self._close_at: float | None = None
+        self._close_code = CloseCode.NONE
+        self._close_phrase = ""
+        self._events: list[CallEvent] = []
+
+    # -- driving it --------------------------------------------------------------------
+
+    def handle_event(self, event: events.QuicEvent, now: float) -> list[CallEvent]:
+        """Takes one event of the ``QuicConnection``; returns what the owner must act on."""
+        try:
+            if isinstance(event, events.HandshakeCompleted):
+                self._handshake_completed(now)
+            elif isinstance(event, events.StreamDataReceived):
+                self._stream_data(event.stream_id, event.data, now)
+            elif isinstance(event, events.DatagramFrameReceived):
+                self._datagram(event.data, now)
+            elif isinstance(event, events.ConnectionTerminated):
+                self._terminated(event)
+        except ProtocolError as exc:
+            self._fail(CloseCode.PROTOCOL, f"protocol violation by the peer: {exc}")
+        return self._take_events()
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (None: no timer pending)."""
+        if self.state == State.CLOSED:
+            return None
+        if self.state == State.CLOSING:
+            return self._close_at
+        due = [t for t in (self._auth_deadline, self._keepalive_at, self._feedback_at) if t is not None]
+        return min(due) if due else None
+
+    def handle_timer(self, now: float) -> list[CallEvent]:
+        if self._close_at is not None and now >= self._close_at:
+            self._close_at = None
+            self.quic.close(error_code=int(self._close_code), reason_phrase=self._close_phrase[:200])
+            return self._take_events()
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            self._auth_deadline = None
+            if self.state == State.AUTHENTICATING:
+                self._fail(CloseCode.TIMEOUT, "the peer did not authenticate in time")
+        if self._feedback_at is not None and now >= self._feedback_at:
+            self._flush_feedback()
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_at = None
+            if self.state == State.OPEN:
+                self.quic.send_ping(0)
+                self._keepalive_at = now + self.config.keepalive
+        return self._take_events()
+
+    def send_frame(self, frame: EncodedFrame, deadline: float | None, now: float) -> None:
+        """Queues one coded frame; ``deadline`` is when it stops being worth delivering
+        (default ``now + max_age``). Raises ConnectionClosedError when the call is not open."""
+        if self.state != State.OPEN:
+            raise ConnectionClosedError(self.close_reason or f"connection is {self.state.value}")
+        if deadline is None:
+            deadline = now + self.config.max_age
+        self.counters.frames_sent += 1
+        self.counters.payload_bytes_sent += len(frame.data)
+        self._flush_feedback()  # into the same packet as the frame
+        if self.config.mode == "stream":
+            if self._own_media_stream is None:
+                self._own_media_stream = self.quic.get_next_available_stream_id(is_unidirectional=True)
+            try:
+                self.quic.send_stream_data(self._own_media_stream, stuff(frame.data))
+            except ValueError as exc:  # the peer stopped our media stream
+                self._fail(CloseCode.PROTOCOL, f"the peer refused our media stream ({exc})")
+                raise ConnectionClosedError(self.close_reason or "media stream closed") from None
+            return
+        self._queue_datagram(self._packer.pack(frame.seq, frame.data, deadline, now), deadline, now)
+
+    def send_feedback(self, fb: Feedback, now: float) -> None:
+        """Queues feedback; it leaves with the next frame we send, or after ``feedback_delay``.
+
+        Riding in the same packet as a frame saves a packet (and the ACK it
+        draws) per frame: on a 5 kbps stream, packets are most of the bitrate.
+        """
+        if self.state != State.OPEN or not fb:
+            return
+        c = self.counters
+        c.acks_sent += len(fb.acks)
+        c.nacks_sent += len(fb.nacks)
+        c.iframe_requests_sent += int(fb.iframe_request)
+        self._pending_acks.extend(fb.acks)
+        self._pending_nacks.extend(fb.nacks)
+        self._pending_iframe = self._pending_iframe or fb.iframe_request
+        if fb.iframe_request or fb.nacks or self.config.feedback_delay == 0:
+            self._flush_feedback()  # these cannot wait: a frame or a GOP is at stake
+        elif self._feedback_at is None:
+            self._feedback_at = now + self.config.feedback_delay
+
+    def leave(self, reason: str, now: float) -> None:
+        """Ends the call politely: tells an open peer why, and closes after that has been sent."""
+        if self.state == State.OPEN:
+            self._send_control(Refuse(reason))
+            self.close_reason = f"closed locally: {reason}"
+            self._close_later(CloseCode.NONE, reason, now)
+        else:
+            self.close(CloseCode.NONE, reason)
+
+    def refuse_busy(self) -> None:
+        """Closes an authenticated peer the owner cannot take now (a full accept queue)."""
+        self._fail(CloseCode.BUSY, "the server is not accepting more peers right now")
+
+    def close(self, code: CloseCode = CloseCode.NONE, reason: str = "") -> None:
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self.close_reason is None:
+            self.close_reason = f"closed locally{': ' + reason if reason else ''}"
+        self.state = State.CLOSING
+        self.quic.close(error_code=int(code), reason_phrase=reason[:200])
+
+    def fail_pin(self, message: str) -> None:
+        """The server's certificate did not match the join string's pin (TLS aborts the handshake)."""
+        self.close_reason = message
+
+    def stats(self) -> TransportStats:
+        c, r = self.counters, self._reassembler.stats
+        return TransportStats(
+            frames_sent=c.frames_sent,
+            frames_received=c.frames_received,
+            payload_bytes_sent=c.payload_bytes_sent,
+            payload_bytes_received=c.payload_bytes_received,
+            packets_sent=c.packets_sent,
+            packets_received=c.packets_received,
+            wire_bytes_sent=c.wire_bytes_sent,
+            wire_bytes_received=c.wire_bytes_received,
+            control_bytes_sent=c.control_bytes_sent,
+            control_bytes_received=c.control_bytes_received,
+            acks_sent=c.acks_sent,
+            acks_received=c.acks_received,
+            nacks_sent=c.nacks_sent,
+            nacks_received=c.nacks_received,
+            iframe_requests_sent=c.iframe_requests_sent,
+            iframe_requests_received=c.iframe_requests_received,
+            retransmissions=c.retransmissions,
+            stale_datagrams_dropped=c.stale_datagrams_dropped,
+            recovered_from_copies=r.recovered_from_copies,
+            duplicates=r.duplicates,
+            malformed=c.malformed + r.malformed_datagrams + r.malformed_frames,
+            recv_overflow=c.recv_overflow,
+        )
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of the peer's input held in partial messages and frames."""
+        return self._control.buffered + self._media_deframer.buffered
+
+    # -- handshake and authentication ------------------------------------------------
+
+    def _take_events(self) -> list[CallEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def _handshake_completed(self, now: float) -> None:
+        self.state = State.AUTHENTICATING
+        if self.is_client:
+            self._send_control(Hello(self._token, self._sending_copies()))
+        else:
+            self._auth_deadline = now + self.config.auth_timeout
+
+    def _terminated(self, event: events.ConnectionTerminated) -> None:
+        was = self.state
+        self.state = State.CLOSED
+        self._auth_deadline = self._keepalive_at = self._feedback_at = self._close_at = None
+        by_peer = self.close_reason is None
+        if by_peer:
+            if event.error_code == CRYPTO_BAD_CERTIFICATE and not self.is_client:
+                self.close_reason = ("the peer rejected this server's certificate: its join string pins "
+                                     "another fingerprint (an outdated join string?)")
+            elif event.error_code == CloseCode.NONE:
+                phrase = f": {event.reason_phrase}" if event.reason_phrase else ""
+                self.close_reason = f"closed by the peer{phrase}"
+            else:
+                self.close_reason = (f"closed by the peer (error {event.error_code:#x}): "
+                                     f"{event.reason_phrase or 'no reason'}")
+        self._events.append(Closed(self.close_reason, by_peer and was != State.OPEN))
+
+    def _control_message(self, msg: Message, now: float) -> None:
+        if self.state == State.AUTHENTICATING:
+            if self.is_client:
+                if isinstance(msg, Welcome):
+                    self._open(msg.copies, now)
+                elif isinstance(msg, Refuse):
+                    self._refused(f"the server refused this peer: {msg.reason}", now)
+                else:
+                    raise ProtocolError(f"expected WELCOME, got {type(msg).__name__}")
+            elif isinstance(msg, Hello):
+                self._check_hello(msg, now)
+            else:
+                raise ProtocolError(f"expected HELLO, got {type(msg).__name__}")
+        elif self.state == State.OPEN:
+            if isinstance(msg, Feedback):
+                self._feedback(msg, now)
+            elif isinstance(msg, Refuse):
+                self._fail(CloseCode.NONE, f"the peer left: {msg.reason}")
+            else:
+                raise ProtocolError(f"unexpected {type(msg).__name__} on an open connection")
+        elif self.state == State.HANDSHAKE:
+            raise ProtocolError(f"control message before the TLS handshake: {type(msg).__name__}")
+        # CLOSING / CLOSED: whatever still arrives is ignored
+
+    def _check_hello(self, hello: Hello, now: float) -> None:
+        if hello.version != PROTOCOL_VERSION:
+            reason = f"protocol version {hello.version} is not supported (this peer speaks {PROTOCOL_VERSION})"
+        elif not hmac.compare_digest(hello.token.encode(), self._token.encode()):
+            reason = "wrong room token"
+        else:
+            self._send_control(Welcome(self._sending_copies()))
+            self._open(hello.copies, now)
+            return
+        self._send_control(Refuse(reason))
+        self._refused(reason, now)
+
+    def _refused(self, reason: str, now: float) -> None:
+        self.close_reason = reason
+        self._events.append(Refused(reason))
+        self._close_later(CloseCode.AUTH, reason, now)
+
+    def _close_later(self, code: CloseCode, phrase: str, now: float) -> None:
+        self.state = State.CLOSING
+        self._auth_deadline = self._keepalive_at = self._feedback_at = None
+        self._close_code = code
+        self._close_phrase = phrase
+        self._close_at = now
+
+    def _open(self, peer_copies: int, now: float) -> None:
+        self.state = State.OPEN
+        self._auth_deadline = None
+        # The NACK horizon depends on how many copies the peer puts in each datagram.
+        self._reassembler.copies = peer_copies
+        self._keepalive_at = now + self.config.keepalive
+        self._events.append(Opened(peer_copies))
+
+    def _send_control(self, msg: Message) -> None:
+        data = encode_message(msg)
+        self.counters.control_bytes_sent += len(data)
+        self.quic.send_stream_data(CONTROL_STREAM, data)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self.close_reason is None:
+            self.close_reason = reason
+        if code != CloseCode.NONE:
+            log.warning("closing the connection: %s", reason)
+        self.state = State.CLOSING
+        self.quic.close(error_code=int(code), reason_phrase=reason[:200])
+
+    # -- streams -----------------------------------------------------------------------
+
+    def _stream_data(self, stream_id: int, data: bytes, now: float) -> None:
+        if stream_id == CONTROL_STREAM:
+            self.counters.control_bytes_received += len(data)
+            for msg in self._control.feed(data):
+                self._control_message(msg, now)
+            return
+        # bit 1: unidirectional; bit 0: opened by the server
+        peer_uni = bool(stream_id & 0x2) and (stream_id & 0x1) == (1 if self.is_client else 0)
+        if self.state != State.OPEN or not peer_uni:
+            self._refuse_stream(stream_id)
+            return
+        if self._peer_media_stream is None:
+            self._peer_media_stream = stream_id
+        elif stream_id != self._peer_media_stream:
+            self._refuse_stream(stream_id)
+            return
+        frames: list[bytes] = []
+        for item in self._media_deframer.feed(data):
+            if isinstance(item, bytes):
+                frames.append(item)
+            else:
+                self.counters.malformed += 1
+        if frames:
+            self._deliver(self._reassembler.receive_frames(frames).frames, now)
+
+    def _refuse_stream(self, stream_id: int) -> None:
+        """Asks the peer to stop sending on a stream we have no use for (its data is discarded)."""
+        try:
+            self.quic.stop_stream(stream_id, CloseCode.PROTOCOL)
+        except ValueError:
+            pass  # a stream aioquic already closed, or one only we may send on (aioquic rejects those itself)
+
+    # -- feedback ------------------------------------------------------------------------
+
+    def _feedback(self, fb: Feedback, now: float) -> None:
+        c = self.counters
+        c.acks_received += len(fb.acks)
+        c.nacks_received += len(fb.nacks)
+        c.iframe_requests_received += int(fb.iframe_request)
+        if self.feedback_sink is not None:
+            for seq in fb.acks:
+                self.feedback_sink.acknowledge(seq)
+            if fb.iframe_request:
+                self.feedback_sink.request_iframe()
+        if fb.nacks and self.config.retransmit_nacked and self.config.mode == "datagram":
+            datagram = self._packer.retransmission(fb.nacks, now)
+            if datagram is not None:
+                c.retransmissions += 1
+                # retransmissions carry frames already near their deadline: the oldest one's counts
+                self._queue_datagram(datagram, now + self.config.max_age / 2, now)
+        self._events.append(FeedbackReceived(fb))
+
+    def _flush_feedback(self) -> None:
+        self._feedback_at = None
+        if self.state != State.OPEN or not (self._pending_acks or self._pending_nacks or self._pending_iframe):
+            return
+        fb = Feedback(tuple(self._pending_acks), tuple(self._pending_nacks), self._pending_iframe)
+        self._pending_acks.clear()
+        self._pending_nacks.clear()
+        self._pending_iframe = False
+        self._send_control(fb)
+
+    # -- media ---------------------------------------------------------------------------
+
+    def _sending_copies(self) -> int:
+        return self.config.copies if self.config.mode == "datagram" else 1
+
+    def _queue_datagram(self, datagram: bytes, deadline: float, now: float) -> None:
+        if len(datagram) > self.config.max_datagram:
+            # one oversize DATAGRAM would block every datagram behind it in aioquic, forever
+            raise ValueError(f"datagram of {len(datagram)} B exceeds the {self.config.max_datagram} B cap")
+        # aioquic has no way to withdraw a queued DATAGRAM, so its private queue is trimmed here
+        pending: deque[bytes] = self.quic._datagrams_pending
+        # aioquic pops sent datagrams from the left: what it still holds is a suffix of ours.
+        while len(self._queued) > len(pending):
+            self._queued.popleft()
+        if self._queued and pending and self._queued[0].datagram is not pending[0]:
+            self._queued.clear()  # someone else queued datagrams; stop trimming what we cannot vouch for
+        while self._queued and (self._queued[0].deadline < now or len(self._queued) >= self.config.max_queued_datagrams):
+            self._queued.popleft()
+            pending.popleft()
+            self.counters.stale_datagrams_dropped += 1
+        self.quic.send_datagram_frame(datagram)
+        self._queued.append(_Queued(datagram, deadline))
+
+    def _datagram(self, data: bytes, now: float) -> None:
+        if self.state != State.OPEN:
+            return  # nothing is accepted from a peer before it authenticated
+        result = self._reassembler.receive_datagram(data)
+        self._deliver(result.frames, now)
+        if result.nacks and self.config.retransmit_nacked:
+            self.send_feedback(Feedback(nacks=result.nacks[-MAX_FEEDBACK_SEQS:]), now)
+
+    def _deliver(self, frames: list[tuple[int, bytes]], now: float) -> None:
+        for seq, data in frames:
+            self.counters.frames_received += 1
+            self.counters.payload_bytes_received += len(data)
+            self._events.append(FrameReceived(ReceivedFrame(seq, data, now)))

@@ -1,4 +1,4 @@
-"""Typed values that cross module boundaries (see DESIGN.md's data flow).
+"""Typed values that cross module boundaries (see docs/architecture.md).
 
 Every item carries its capture time and frame index so that any stage can
 compute per-module and end-to-end latency without extra plumbing.

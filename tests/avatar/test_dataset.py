@@ -75,7 +75,7 @@ def test_the_neck_margin_cuts_below_the_chin_and_is_recorded(prepared):
     model, data, crop = prepared
     wide_model, wide, _ = prepare(shared_data("obama.mp4"), resolution=128, test_frames=10, max_frames=30,
                                   n_expression=8, crop=crop, neck_margin=0.4)
-    assert model.metadata["neck_margin"] == NECK_MARGIN and wide_model.metadata["neck_margin"] == 0.4
+    assert model.neck_margin == NECK_MARGIN and wide_model.neck_margin == 0.4
     lower = slice(96, 128)  # below obama's chin at 128 px: collar and the neck under it
     assert data.alphas[:30, lower].sum() < 0.5 * wide.alphas[:, lower].sum()
     # above the chin the two masks agree
@@ -106,4 +106,4 @@ def test_zero_phase_training_parameters_keep_what_the_sender_sends(prepared, tmp
     assert np.mean(differs > 1e-3) > 0.5
     data.save(tmp_path / "d.npz")
     np.testing.assert_array_equal(AvatarData.load(tmp_path / "d.npz").sent, data.sent)
-    assert usual.sent is None and model.metadata["neck_margin"] == NECK_MARGIN
+    assert usual.sent is None and model.neck_margin == NECK_MARGIN

@@ -14,7 +14,7 @@ from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.field import BlendshapeField, FieldConfig
 from nerfconf.avatar.renderer import OccupancyGrid
 from nerfconf.codec.config import CodecConfig
-from nerfconf.face.model import Camera, FaceModel
+from nerfconf.face.model import FaceModel, Intrinsics
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import ParamLayout
 
@@ -67,7 +67,7 @@ def tiny_bundle(seed: int = 0, shading: str = "sample") -> AvatarBundle:
     basis = np.linalg.qr(rng.normal(size=(478 * 3, K)))[0].T
     lo = np.r_[np.full(K, -1.0), np.radians([-20, -20, -20]), [-0.05, -0.05, 0.9]]
     hi = np.r_[np.full(K, 1.0), np.radians([20, 20, 20]), [0.05, 0.05, 1.1]]
-    model = FaceModel(template, basis, np.arange(100), lo, hi, np.ones(K + 6), Camera(RESOLUTION, RESOLUTION))
+    model = FaceModel(template, basis, np.arange(100), lo, hi, np.ones(K + 6), Intrinsics(RESOLUTION, RESOLUTION))
     values = rng.uniform(lo[: K + 3], hi[: K + 3], (200, K + 3))
     codec = CodecConfig.fit(ParamLayout(K), values)
     focal = RESOLUTION / 0.4  # the head box fills most of the frame at 1 m

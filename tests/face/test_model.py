@@ -1,9 +1,11 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from nerfconf.bench.extract import rebuild_error_px, synthetic_pose_errors
+from nerfconf.capture.video import CropBox
 from nerfconf.face.landmarks import LEFT_IRIS_CENTRE, RIGHT_IRIS_CENTRE
 from nerfconf.face.model import ASSUMED_IPD_MM, FaceModel, FaceModelError, fit_face_model
 
@@ -71,6 +73,43 @@ def test_wrong_version_and_damage_are_named(cnn2_model, tmp_path):
         FaceModel.load(tmp_path)
     with pytest.raises(FaceModelError, match="no face model"):
         FaceModel.load(tmp_path / "nowhere")
+
+
+def test_the_framing_round_trips_as_typed_fields(cnn2_model, tmp_path):
+    framed = replace(cnn2_model, crop=CropBox(12, -4, 300), neck_margin=0.1)
+    framed.save(tmp_path)
+    meta = json.loads((tmp_path / "face_model.json").read_text())
+    assert meta["format"] == 2 and meta["crop"] == {"x0": 12, "y0": -4, "side": 300}
+    loaded = FaceModel.load(tmp_path)
+    assert loaded.crop == CropBox(12, -4, 300) and loaded.neck_margin == 0.1
+    assert "crop" not in loaded.metadata and "neck_margin" not in loaded.metadata
+
+
+def test_a_format_1_model_is_migrated_on_load(cnn2_model, tmp_path):
+    cnn2_model.save(tmp_path)
+    meta = json.loads((tmp_path / "face_model.json").read_text())
+    # format 1 kept the crop as a JSON string in free metadata, and early models had no neck margin
+    old = {**{k: v for k, v in meta.items() if k != "neck_margin"}, "format": 1,
+           "crop": json.dumps({"x0": 3, "y0": 5, "side": 200})}
+    (tmp_path / "face_model.json").write_text(json.dumps(old))
+    loaded = FaceModel.load(tmp_path)
+    assert loaded.crop == CropBox(3, 5, 200) and loaded.neck_margin == 0.25
+
+
+@pytest.mark.parametrize(("crop", "neck", "message"), [
+    ({"x0": 1, "y0": 2}, 0.1, "crop must be"),
+    ({"x0": 1.5, "y0": 2, "side": 100}, 0.1, "crop must be"),
+    ({"x0": 1, "y0": 2, "side": 4}, 0.1, "crop side must be at least 8"),
+    ("[1, 2, 3]", 0.1, "crop must be"),
+    (None, -1.0, "neck_margin must be"),
+    (None, True, "neck_margin must be"),
+])
+def test_a_bad_framing_is_refused_by_name(cnn2_model, tmp_path, crop, neck, message):
+    cnn2_model.save(tmp_path)
+    meta = json.loads((tmp_path / "face_model.json").read_text())
+    (tmp_path / "face_model.json").write_text(json.dumps({**meta, "crop": crop, "neck_margin": neck}))
+    with pytest.raises(FaceModelError, match=message):
+        FaceModel.load(tmp_path)
 
 
 def test_too_few_faces_is_refused():

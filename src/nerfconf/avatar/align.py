@@ -3,7 +3,7 @@
 The tracker's head pose is good to a degree or two. An avatar trained on those poses
 sees the same head point land on different pixels from frame to frame, and learns a
 blur that averages them; on new frames it disagrees with the tracker again, most of
-all at the silhouette (README, "Where the gap is"). So, while the field trains, each
+all at the silhouette (docs/experiments.md, "Where the gap is"). So, while the field trains, each
 training frame's pose is refitted through the field as it stands, and the field goes
 on learning from frames that line up with it.
 

@@ -17,7 +17,6 @@ avatar's camera.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,9 +173,9 @@ def prepare(
         landmarks[: n - test_frames], times_arr[: n - test_frames], (resolution, resolution),
         n_expression=n_expression, hfov_deg=hfov,
         metadata={"source": Path(video).name, "test_frames": test_frames, "resolution": resolution,
-                  "crop": json.dumps(crop.__dict__) if crop else None, "neck_margin": neck_margin,
                   "training_smoothing": "zero-phase" if zero_phase else "sender"},
     )
+    model.crop, model.neck_margin = crop, float(neck_margin)
     sent = smoothed_params(model, landmarks, times_arr, smoothing=True)
     params = sent.copy()
     if zero_phase:

@@ -117,7 +117,7 @@ def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progr
 
     # The codec section: bounds and priors from the training frames' parameters as the sender sends them.
     # Translation is sent: without it the receiver draws the head at its rest position, which on
-    # cnn2's held-out frames scores 18.0 dB against 26.5 (README, "Where the head is"), for 0.2 kbps.
+    # cnn2's held-out frames scores 18.0 dB against 26.5 (docs/experiments.md, "Where the head is"), for 0.2 kbps.
     layout = ParamLayout(k, translation=True)
     train = data.train_indices
     codec = CodecConfig.fit(layout, data.sender_params(train))

@@ -16,7 +16,7 @@ computes, minus terms that are zero or nearly so (each a ``RenderSettings`` fiel
    and the colour network runs once per pixel that is opaque enough to show it;
 6. adaptive upsampling marches a coarse grid of pixels, fills the pixels between
    them where their neighbours agree within a tolerance, and marches the rest;
-7. optionally (off by default, see the README), marching starts a few samples in
+7. optionally (off by default, see docs/avatar.md), marching starts a few samples in
    front of the surface the same pixel saw in the previous frame, falling back to
    the whole ray when the first sample is already opaque or the surface is missed.
 

@@ -3,7 +3,7 @@
 The landmark tracker's head pose is good to a degree or two, and the avatar was trained
 on the same tracker's poses, whose errors it partly memorised. On a new frame the two
 disagree, and most of the held-out error sits in a band around the head's silhouette
-(README, "Where the gap is"). The sender holds its own avatar and the camera frame the
+(docs/experiments.md, "Where the gap is"). The sender holds its own avatar and the camera frame the
 receiver's render should match, so it can correct the pose before sending it: render
 the avatar small, and take a Gauss-Newton step that moves the render onto the frame.
 

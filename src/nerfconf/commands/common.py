@@ -97,7 +97,7 @@ REFINE_EVERY = 2
 REFINE_HELP = ("correct each head pose through your own avatar before sending it (on by default: one small "
                "render every --refine-every frames on one core); an avatar enrolled with aligned poses is drawn "
                "sharp only from poses fitted the same way. --no-refine-pose sends the tracker's poses as they "
-               "are; see the README")
+               "are; see docs/avatar.md")
 
 
 REFINE_EVERY_HELP = (f"fit the pose every Nth frame only (1..25, default {REFINE_EVERY}); the frames between keep "

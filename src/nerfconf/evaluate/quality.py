@@ -22,7 +22,7 @@ from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.model import FaceModel
 from nerfconf.face.pose import angles_to_rotation
-from nerfconf.face.segment import head_frames, recorded_neck_margin
+from nerfconf.face.segment import head_frames
 from nerfconf.face.smoothing import OneEuroFilter
 
 
@@ -37,11 +37,6 @@ class HeldOut:
     params: np.ndarray
     #: (M, K + 6) the same for the training frames with a face; empty unless asked for
     train_params: np.ndarray
-
-
-def bundle_crop(bundle: AvatarBundle) -> CropBox | None:
-    raw = bundle.face_model.metadata.get("crop")
-    return CropBox(**json.loads(raw)) if raw else None
 
 
 def camera_for(bundle: AvatarBundle, rotation_angles: np.ndarray, translation: np.ndarray) -> Camera:
@@ -64,9 +59,9 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     model, r = bundle.face_model, bundle.resolution
     k = model.n_expression
     smooth = OneEuroFilter(model.param_std)
-    crop = bundle_crop(bundle)
+    crop = model.crop
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
-    neck = recorded_neck_margin(model)
+    neck = model.neck_margin
     train = _tracked_params(video, model, smooth, stop=start, size=r, crop=crop, progress=progress) \
         if with_training else []
     frames = head_frames(video, start=start, size=r, crop=crop, neck_margin=neck)

@@ -48,7 +48,7 @@ def _place(centre: float, side: int, extent: int) -> int:
     return min(max(int(round(centre - side / 2)), 0), extent - side)
 
 
-def model_framing(crop_json: str | None, frame_size: tuple[int, int], model_size: tuple[int, int]) -> CropBox | None:
+def model_framing(crop: CropBox | None, frame_size: tuple[int, int], model_size: tuple[int, int]) -> CropBox | None:
     """How to turn a live source's frames into the geometry a face model was fitted on.
 
     ``frame_size`` and ``model_size`` are (width, height). Frames of the model's
@@ -60,10 +60,7 @@ def model_framing(crop_json: str | None, frame_size: tuple[int, int], model_size
     w, h = frame_size
     if (w, h) == tuple(model_size):
         return None
-    if crop_json:
-        import json  # noqa: PLC0415
-
-        crop = CropBox(**json.loads(crop_json))
+    if crop is not None:
         if crop.x0 >= 0 and crop.y0 >= 0 and crop.x0 + crop.side <= w and crop.y0 + crop.side <= h:
             return crop
     side = min(w, h)

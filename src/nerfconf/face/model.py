@@ -26,6 +26,12 @@ had) and is fitted from the person's own enrollment video:
 * **Camera.** A pinhole with its principal point at the image centre. The
   focal length comes from an assumed horizontal field of view (default 40°).
   Translation, in metres, follows from the fitted scale: depth = f / (pixels per mm).
+* **Framing.** The square crop of the source video the model was fitted on (None: the
+  whole frame), and the neck margin its head mattes were cut with. A sender frames
+  its camera the same way, and evaluation cuts its references the same way.
+
+Format 2 stores the framing as typed fields; format 1 kept it in free metadata (the
+crop as a JSON string inside a string) and is migrated on load.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfconf.capture.video import CropBox
 from nerfconf.face.landmarks import (
     CHIN,
     FOREHEAD_TOP,
@@ -46,7 +53,11 @@ from nerfconf.face.landmarks import (
 )
 from nerfconf.face.pose import Similarity, fit_similarity, fit_similarity_robust, rotation_to_angles
 
-FACE_MODEL_FORMAT = 1
+FACE_MODEL_FORMAT = 2
+#: formats this version reads (1 is migrated: see the module docstring)
+READABLE_FORMATS = (1, 2)
+#: the neck margin (face heights below the chin) of models that did not record theirs
+LEGACY_NECK_MARGIN = 0.25
 ASSUMED_IPD_MM = 63.0
 DEFAULT_HFOV_DEG = 40.0
 _MESH = 468
@@ -58,7 +69,9 @@ class FaceModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class Camera:
+class Intrinsics:
+    """The tracker's pinhole camera: image size and horizontal field of view."""
+
     width: int
     height: int
     hfov_deg: float = DEFAULT_HFOV_DEG
@@ -81,8 +94,12 @@ class FaceModel:
     bounds_hi: np.ndarray
     #: per-dimension standard deviation over enrollment (scales smoothing)
     param_std: np.ndarray
-    camera: Camera
+    camera: Intrinsics
     metadata: dict = field(default_factory=dict)
+    #: the square of the source video the model was fitted on (None: frames as they came)
+    crop: CropBox | None = None
+    #: how far below the chin head mattes keep the neck, in face heights
+    neck_margin: float = LEGACY_NECK_MARGIN
 
     @property
     def n_expression(self) -> int:
@@ -124,7 +141,7 @@ class FaceModel:
             raise ValueError(f"k must be 1..{self.n_expression}, got {k}")
         keep = np.r_[np.arange(k), np.arange(self.n_expression, self.n_expression + 6)]
         return FaceModel(self.template, self.basis[:k], self.stable, self.bounds_lo[keep], self.bounds_hi[keep],
-                         self.param_std[keep], self.camera, dict(self.metadata))
+                         self.param_std[keep], self.camera, dict(self.metadata), self.crop, self.neck_margin)
 
     # -- persistence -------------------------------------------------------------------
 
@@ -154,6 +171,8 @@ class FaceModel:
             "camera": {"width": self.camera.width, "height": self.camera.height, "hfov_deg": self.camera.hfov_deg},
             "param_order": "expression[K], yaw, pitch, roll (rad), tx, ty, tz (m)",
             **self.metadata,
+            "crop": None if self.crop is None else {"x0": self.crop.x0, "y0": self.crop.y0, "side": self.crop.side},
+            "neck_margin": self.neck_margin,
         }
         (directory / "face_model.json").write_text(json.dumps(meta, indent=1))
 
@@ -172,16 +191,17 @@ class FaceModel:
             raise FaceModelError(f"{meta_path}: unreadable ({exc})") from exc
         if meta.get("kind") != "nerfconf.face_model":
             raise FaceModelError(f"{meta_path}: not a nerfconf face model")
-        if meta.get("format") != FACE_MODEL_FORMAT:
+        if meta.get("format") not in READABLE_FORMATS:
             raise FaceModelError(
-                f"{meta_path}: face model format {meta.get('format')}, this version reads {FACE_MODEL_FORMAT}; "
-                "fit it again with `nerfconf face fit`"
+                f"{meta_path}: face model format {meta.get('format')!r}, this version reads "
+                f"{' and '.join(map(str, READABLE_FORMATS))}; fit it again with `nerfconf face fit`"
             )
+        crop, neck_margin = _framing(meta, meta_path)
         try:
             t = load_file(str(data_path))
             k = int(meta["n_expression"])
             cam = meta["camera"]
-            camera = Camera(int(cam["width"]), int(cam["height"]), float(cam["hfov_deg"]))
+            camera = Intrinsics(int(cam["width"]), int(cam["height"]), float(cam["hfov_deg"]))
         except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
             raise FaceModelError(f"{directory}: damaged face model ({exc})") from exc
         expected = {
@@ -200,7 +220,8 @@ class FaceModel:
         arrays = [t["template"], t["basis"], t["bounds_lo"], t["bounds_hi"], t["param_std"]]
         if not all(np.all(np.isfinite(a)) for a in arrays):
             raise FaceModelError(f"{data_path}: contains NaN or infinite values")
-        known = {"format", "kind", "n_expression", "n_landmarks", "units", "ipd_mm", "camera", "param_order"}
+        known = {"format", "kind", "n_expression", "n_landmarks", "units", "ipd_mm", "camera", "param_order",
+                 "crop", "neck_margin"}
         return cls(
             template=t["template"].astype(np.float64),
             basis=t["basis"].astype(np.float64),
@@ -210,7 +231,33 @@ class FaceModel:
             param_std=t["param_std"],
             camera=camera,
             metadata={k_: v for k_, v in meta.items() if k_ not in known},
+            crop=crop,
+            neck_margin=neck_margin,
         )
+
+
+def _framing(meta: dict, path: Path) -> tuple[CropBox | None, float]:
+    """The crop and neck margin of a face model's JSON, format 1 (crop as a JSON string,
+    neck margin possibly absent) or 2 (a crop object), checked."""
+    raw = meta.get("crop")
+    if isinstance(raw, str) and meta.get("format") == 1:
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise FaceModelError(f"{path}: crop is not valid JSON ({exc})") from exc
+    crop = None
+    if raw is not None:
+        if not isinstance(raw, dict) or set(raw) != {"x0", "y0", "side"} or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
+            raise FaceModelError(f"{path}: crop must be {{x0, y0, side}} in whole pixels, got {raw!r}")
+        try:
+            crop = CropBox(raw["x0"], raw["y0"], raw["side"])
+        except ValueError as exc:
+            raise FaceModelError(f"{path}: crop: {exc}") from exc
+    neck = meta.get("neck_margin", LEGACY_NECK_MARGIN)
+    if isinstance(neck, bool) or not isinstance(neck, (int, float)) or not 0.0 <= neck <= 2.0:
+        raise FaceModelError(f"{path}: neck_margin must be a number of face heights in [0, 2], got {neck!r}")
+    return crop, float(neck)
 
 
 # -- fitting -----------------------------------------------------------------------------
@@ -290,7 +337,7 @@ def fit_face_model(
     mean_shape = aligned.mean(axis=0)
     facing = mean_rotation(np.stack([fit_similarity(mean_shape[stable], s[stable]).rotation for s in shapes]))
     template = canonical_frame(mean_shape, facing).apply(mean_shape)
-    camera = Camera(int(image_size[0]), int(image_size[1]), hfov_deg)
+    camera = Intrinsics(int(image_size[0]), int(image_size[1]), hfov_deg)
     # The basis comes from displacements under the final pose solver, so fitting and
     # extraction see exactly the same normalisation.
     provisional = FaceModel(template, np.zeros((0, N_LANDMARKS * 3)), stable, np.zeros(6), np.zeros(6),

@@ -49,17 +49,6 @@ NECK_HALF_WIDTH = 0.36
 #: Collars and ties sit from about 0.1 down, and they move with the torso, which the avatar is not
 #: driven by (docs/head_mask.md, "The neck margin").
 NECK_MARGIN = 0.1
-#: The margin of every avatar enrolled before the face model recorded its own (2026-11-24).
-LEGACY_NECK_MARGIN = 0.25
-
-
-def recorded_neck_margin(model) -> float:
-    """The neck margin a face model's avatar was trained on: its frames and their scoring use it."""
-    neck = model.metadata.get("neck_margin", LEGACY_NECK_MARGIN)
-    if isinstance(neck, bool) or not isinstance(neck, (int, float)):
-        raise ValueError(f"{model.metadata.get('source', 'the bundle')}: its face model's "
-                         f"neck_margin is {neck!r}, not a number")
-    return float(neck)
 
 
 #: The face hull, grown by this many face widths, is part of the region too, so the

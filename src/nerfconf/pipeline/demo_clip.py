@@ -14,7 +14,6 @@ import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.capture.video import read_frames
-from nerfconf.evaluate.quality import bundle_crop
 from nerfconf.face.extract import Extractor
 from nerfconf.tracks import ParamTrack
 
@@ -35,7 +34,7 @@ def extract_demo_track(bundle: AvatarBundle, video: str | Path, *, frames: int, 
     start = max(0, info.frames - span)
     rows, found, times = [], [], []
     with Extractor(bundle.face_model) as extractor:
-        for frame in read_frames(video, start=start, size=bundle.resolution, fps=fps, crop=bundle_crop(bundle)):
+        for frame in read_frames(video, start=start, size=bundle.resolution, fps=fps, crop=bundle.face_model.crop):
             out = extractor.process(frame)
             rows.append(out.params.to_vector(extractor.layout))
             found.append(out.params.face_found)

@@ -171,7 +171,7 @@ class Sender:
                     t_in = time.monotonic()
                     size = (frame.image.shape[1], frame.image.shape[0])
                     if size not in framing:
-                        framing[size] = model_framing(self.face_model.metadata.get("crop"), size, model_size)
+                        framing[size] = model_framing(self.face_model.crop, size, model_size)
                     if framing[size] is not None or size != model_size:
                         frame = Frame(_reframe(frame.image, framing[size], model_size), frame.t_capture,
                                       frame.index)
@@ -199,9 +199,9 @@ class _HeadOnWhite:
     """The frame as the avatar was trained to render it: the head on white, at the bundle's resolution."""
 
     def __init__(self, model: FaceModel) -> None:
-        from nerfconf.face.segment import HeadSegmenter, recorded_neck_margin  # noqa: PLC0415
+        from nerfconf.face.segment import HeadSegmenter  # noqa: PLC0415
 
-        self._segmenter = HeadSegmenter(recorded_neck_margin(model))
+        self._segmenter = HeadSegmenter(model.neck_margin)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         from nerfconf.face.segment import compose_on_white  # noqa: PLC0415

@@ -34,9 +34,9 @@ def test_cameras_project_the_template_onto_the_face(prepared):
             pts = (data.rotations[i] @ (model.template / 1000).T).T + data.translations[i]
             uv = pts[:, :2] / pts[:, 2:3] * data.focal + r / 2
             assert np.linalg.norm(uv - lm[:, :2], axis=1).mean() < 3.0  # pixels at 128 px
-            rot, centre = data.camera_to_head(i)
-            assert np.allclose(rot @ data.rotations[i], np.eye(3), atol=1e-5)
-            assert np.linalg.norm(centre) == pytest.approx(np.linalg.norm(data.translations[i]), rel=1e-5)
+            pose = data.head_pose(i)
+            assert np.allclose(pose.rotation, data.rotations[i], atol=1e-6)
+            assert np.allclose(pose.translation, data.translations[i], atol=1e-6)
 
 
 def test_save_load_round_trip(prepared, tmp_path):

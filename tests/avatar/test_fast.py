@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.bundle import HELDOUT_TRACK, AvatarBundle
+from nerfconf.avatar.camera import Camera
 from nerfconf.avatar.fast import Renderer, RenderError, RenderSettings
 from nerfconf.avatar.mlp_kernels import CHUNK, InferenceMlp
 from nerfconf.avatar.render_kernels import setup_rays
-from nerfconf.avatar.renderer import Camera, ray_box
+from nerfconf.avatar.renderer import ray_box
 from nerfconf.avatar.view import View
-from nerfconf.bench.render import HELDOUT_TRACK, psnr
+from nerfconf.evaluate.metrics import psnr
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import FaceParams

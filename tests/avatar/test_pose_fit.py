@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.bundle import HELDOUT_TRACK, AvatarBundle
 from nerfconf.avatar.fast import Renderer
 from nerfconf.avatar.pose_fit import PoseRefiner, RefineError, RefineSettings
-from nerfconf.bench.render import HELDOUT_TRACK, psnr
+from nerfconf.evaluate.metrics import psnr
 from nerfconf.tracks import ParamTrack
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"

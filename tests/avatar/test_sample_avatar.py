@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_rays
+from nerfconf.avatar.camera import Camera
+from nerfconf.avatar.renderer import FixedOccupancy, render_rays
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle, BundleError
+from nerfconf.avatar.camera import Camera
 from nerfconf.avatar.dataset import prepare
 from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
 from nerfconf.avatar.renderer import (
-    Camera,
     OccupancyGrid,
     composite,
     distortion,

@@ -3,12 +3,9 @@
 import json
 
 import av
-import numpy as np
 import pytest
 
-from nerfconf.avatar.renderer import Camera
-from nerfconf.avatar.view import camera_in_head, head_pose
-from nerfconf.bench.render import bench_render, track_from_cameras
+from nerfconf.bench.render import bench_render
 from nerfconf.cli import main
 
 from ..avatar.tiny_avatar import RESOLUTION, tiny_bundle, tiny_track
@@ -69,17 +66,6 @@ def test_cli_view_headless_writes_an_orbit_video_and_a_strip(saved, tmp_path, ca
     strip = tmp_path / "strip.png"
     assert main(["view", "--avatar", str(bundle), "--strip", str(strip)]) == 0  # neutral face, no track
     assert strip.stat().st_size > 0
-
-
-def test_track_from_cameras_round_trips_the_pose():
-    track = tiny_track(3)
-    cams = []
-    for i in range(3):
-        p = track.params(i)
-        rot, centre = camera_in_head(*head_pose(p.rotation, p.translation, None, np.zeros(3)))
-        cams.append(Camera(rot, centre, 100.0, 32))
-    again = track_from_cameras(track.values[:, :4], cams, track.t, "x")
-    np.testing.assert_allclose(again.values, track.values, atol=1e-9)
 
 
 def test_cli_bench_render_settings(saved, capsys):

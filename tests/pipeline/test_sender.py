@@ -8,9 +8,9 @@ import numpy as np
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.fast import Renderer
 from nerfconf.avatar.pose_fit import PoseRefiner
-from nerfconf.bench.render import psnr
 from nerfconf.capture.source import SourceSpec
 from nerfconf.codec.config import CodecConfig
+from nerfconf.evaluate.metrics import psnr
 from nerfconf.pipeline.demo_clip import DEMO_TRACK
 from nerfconf.pipeline.sender import Sender
 from nerfconf.tracks import ParamTrack

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.camera import HeadPose
 from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings
-from nerfconf.avatar.view import camera_in_head
-from nerfconf.face.pose import angles_to_rotation, rotation_to_angles
+from nerfconf.face.pose import rotation_to_angles
 from nerfconf.types import FaceParams
 
 __all__ = ["AlignConfig", "TrainingPoses", "align_pass"]
@@ -100,10 +100,9 @@ class TrainingPoses:
     def pose(self, i: int) -> np.ndarray:
         return self.tracked[i] + self.corrections[i]
 
-    def camera_to_head(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rotation camera->head, camera centre in head space) of frame ``i``'s corrected pose."""
-        p = self.pose(i)
-        return camera_in_head(angles_to_rotation(p[:3]), p[3:])
+    def head_pose(self, i: int) -> HeadPose:
+        """Frame ``i``'s corrected head pose."""
+        return HeadPose.from_vector(self.pose(i))
 
     def summary(self, indices: np.ndarray) -> dict:
         c = np.abs(self.corrections[indices])

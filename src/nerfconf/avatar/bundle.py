@@ -21,12 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.field import BlendshapeField, FieldConfig
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel, FaceModelError
 
 BUNDLE_FORMAT = 1
 KIND = "nerfconf.avatar"
+#: The held-out parameter track stored beside a bundle, when there is one (`enroll` and
+#: `eval quality` write it; `view` and `bench render` play it).
+HELDOUT_TRACK = "heldout_track.npz"
 
 
 class BundleError(ValueError):
@@ -42,6 +46,10 @@ class AvatarBundle:
     resolution: int
     focal: float
     metadata: dict
+
+    def camera(self, pose: HeadPose) -> Camera:
+        """The camera, at the bundle's resolution, that sees the head at ``pose``."""
+        return Camera.of_pose(pose, self.focal, self.resolution)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file  # noqa: PLC0415

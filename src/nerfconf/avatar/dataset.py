@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfconf.avatar.camera import HeadPose
 from nerfconf.capture.video import CropBox, probe, read_frames
 from nerfconf.face.crop import head_crop
 from nerfconf.face.enroll import fit_from_landmarks, smoothed_params, zero_phase_params
@@ -78,11 +79,9 @@ class AvatarData:
         angles = np.stack([rotation_to_angles(r.astype(np.float64)) for r in self.rotations[indices]])
         return np.concatenate([self.expressions[indices], angles, self.translations[indices]], axis=1)
 
-    def camera_to_head(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rotation camera->head, camera centre in head space) for frame ``i``."""
-        r = self.rotations[i].astype(np.float64)
-        t = self.translations[i].astype(np.float64)
-        return r.T, -r.T @ t
+    def head_pose(self, i: int) -> HeadPose:
+        """Frame ``i``'s tracked head pose."""
+        return HeadPose(self.rotations[i].astype(np.float64), self.translations[i].astype(np.float64))
 
     def save(self, path: str | Path) -> None:
         np.savez(

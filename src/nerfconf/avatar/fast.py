@@ -42,9 +42,10 @@ import torch
 from nerfconf.avatar import hashgrid_kernels as HK
 from nerfconf.avatar import render_kernels as RK
 from nerfconf.avatar.bundle import AvatarBundle, rest_translation
+from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.mlp_kernels import InferenceMlp
-from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, Camera, FixedOccupancy, render_image
-from nerfconf.avatar.view import View, camera_in_head, head_pose
+from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, render_image
+from nerfconf.avatar.view import View
 from nerfconf.types import FaceParams, RenderedFrame
 
 __all__ = ["RenderError", "RenderSettings", "Renderer", "View"]
@@ -246,8 +247,11 @@ class Renderer:
     def reference_camera(self, params: FaceParams, view: View | None = None) -> Camera:
         """The reference renderer's camera for the same inputs (``renderer.render_image``)."""
         _, rotation, translation = self._check(params)
-        cam_rot, centre = camera_in_head(*head_pose(rotation, translation, view, self.head_centre))
-        return Camera(cam_rot, centre, self.focal, self.resolution)
+        return self._camera(rotation, translation, view)
+
+    def _camera(self, rotation: np.ndarray, translation: np.ndarray, view: View | None) -> Camera:
+        pose = HeadPose.from_angles(rotation, translation).viewed(view, self.head_centre)
+        return Camera.of_pose(pose, self.focal, self.resolution)
 
     def reference(self, params: FaceParams, view: View | None = None) -> np.ndarray:
         """The reference renderer's image (R, R, 3) uint8 of the same inputs: slow, for checking."""
@@ -288,8 +292,8 @@ class Renderer:
     def _render_face(self, params, view, bg, expression=None, rotation=None, translation=None) -> RenderedFrame:
         if expression is None:
             expression, rotation, translation = self._check(params)
-        r_head, t_head = head_pose(rotation, translation, view, self.head_centre)
-        cam_rot, centre = camera_in_head(r_head, t_head)
+        camera = self._camera(rotation, translation, view)
+        cam_rot, centre = camera.rotation, camera.centre
         if self._torch_path is not None:
             image, depth, alpha, stats = self._torch_path.render(
                 expression, cam_rot, centre, self.focal, self.resolution, bg)

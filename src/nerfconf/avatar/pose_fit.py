@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.camera import HeadPose
 from nerfconf.avatar.fast import Renderer, RenderSettings
-from nerfconf.face.pose import angles_to_rotation
 from nerfconf.types import FaceParams
 
 __all__ = ["DEFAULT_REFINE_EVERY", "PoseFit", "PoseRefiner", "RefineError", "RefineSettings"]
@@ -227,8 +227,8 @@ class PoseRefiner:
         by_label = np.zeros(int(label.max()) + 1, np.float64)
         by_label[label[ys, xs]] = depth[ys, xs]
         points_cam = self._rays * by_label[label].reshape(-1, 1)
-        rot, t = angles_to_rotation(pose[:3]), pose[3:]
-        points_head = (points_cam - t) @ rot  # rot.T @ (p - t), row-wise
+        head = HeadPose.from_vector(pose)
+        points_head = (points_cam - head.translation) @ head.rotation  # R.T @ (p - t), row-wise
         u0 = self._project(points_head, pose)
         gy, gx = np.gradient(image, axis=(0, 1))
         gx, gy = gx.reshape(-1, 3), gy.reshape(-1, 3)
@@ -242,8 +242,7 @@ class PoseRefiner:
         return jac
 
     def _project(self, points_head: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        rot = angles_to_rotation(pose[:3])
-        p = points_head @ rot.T + pose[3:]
+        p = HeadPose.from_vector(pose).apply(points_head)
         z = np.maximum(p[:, 2:], 1e-6)
         return p[:, :2] / z * self.renderer.focal
 

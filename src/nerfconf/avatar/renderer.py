@@ -11,33 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nerfconf.avatar.camera import Camera
 from nerfconf.avatar.field import BlendshapeField
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A pinhole camera placed in the head frame."""
-
-    rotation: np.ndarray  # (3, 3) camera axes -> head axes
-    centre: np.ndarray  # (3,) camera centre in the head frame, metres
-    focal: float
-    resolution: int
-
-    def rays(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Origins and unit directions (M, 3) through pixel centres ``pixels`` (M, 2) as (x, y)."""
-        c = self.resolution / 2.0
-        cam = np.stack(
-            [(pixels[:, 0] + 0.5 - c) / self.focal, (pixels[:, 1] + 0.5 - c) / self.focal, np.ones(len(pixels))],
-            axis=1,
-        )
-        d = cam @ self.rotation.T
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        o = np.broadcast_to(self.centre, d.shape)
-        return torch.from_numpy(np.ascontiguousarray(o, np.float32)), torch.from_numpy(d.astype(np.float32))
-
-    def all_pixels(self) -> np.ndarray:
-        ys, xs = np.mgrid[0 : self.resolution, 0 : self.resolution]
-        return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
 def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,9 +53,10 @@ import torch
 
 from nerfconf.avatar.align import AlignConfig, TrainingPoses, align_pass
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.camera import Camera
 from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.field import BlendshapeField, FieldConfig
-from nerfconf.avatar.renderer import Camera, OccupancyGrid, distortion, render_rays
+from nerfconf.avatar.renderer import OccupancyGrid, distortion, render_rays
 from nerfconf.avatar.table_adam import TableAdam
 from nerfconf.face.model import FaceModel
 
@@ -129,8 +130,8 @@ def clamp_expression(data: AvatarData, lo: np.ndarray, hi: np.ndarray, i: int) -
 
 def camera_of(data: AvatarData, i: int, poses: TrainingPoses | None = None) -> Camera:
     """Frame ``i``'s camera, from its tracked pose or from ``poses`` (corrected)."""
-    rot, centre = data.camera_to_head(i) if poses is None else poses.camera_to_head(i)
-    return Camera(rot, centre, data.focal, data.resolution)
+    pose = data.head_pose(i) if poses is None else poses.head_pose(i)
+    return Camera.of_pose(pose, data.focal, data.resolution)
 
 
 class Trainer:

@@ -66,29 +66,6 @@ class View:
         return angles_to_rotation(np.radians([self.yaw, self.pitch, self.roll]))
 
 
-def head_pose(
-    rotation_angles: np.ndarray, translation: np.ndarray, view: View | None, head_centre: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rendered head's pose (R, t) in the camera, ``x_cam = R x_head + t``.
-
-    ``rotation_angles``: the sender's (yaw, pitch, roll) in radians; ``translation``:
-    head origin in camera space, metres. The view turns the head about
-    ``head_centre`` (head-frame metres), so the centre stays where the sender put it.
-    """
-    r_sender = angles_to_rotation(np.asarray(rotation_angles, np.float64))
-    t = np.asarray(translation, np.float64)
-    if view is None:
-        return r_sender, t
-    r = view.rotation() if view.absolute else r_sender @ view.rotation()
-    c = np.asarray(head_centre, np.float64)
-    return r, t + r_sender @ c - r @ c
-
-
-def camera_in_head(r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(camera-to-head rotation, camera centre in the head frame) of a head pose (R, t)."""
-    return r.T, -r.T @ t
-
-
 def orbit(frames: int, yaw_deg: float = 35.0, pitch_deg: float = 15.0) -> list[View]:
     """Views along a closed orbit: yaw swings once, pitch twice, both sinusoidally."""
     if frames < 1:

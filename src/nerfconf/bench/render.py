@@ -15,35 +15,9 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.renderer import Camera
 from nerfconf.bench.host import gmac_equivalents, sgemm_gmacs
-from nerfconf.face.pose import rotation_to_angles
+from nerfconf.evaluate.metrics import psnr
 from nerfconf.tracks import ParamTrack
-from nerfconf.types import ParamLayout
-
-#: The held-out parameter track stored beside a bundle, when there is one.
-HELDOUT_TRACK = "heldout_track.npz"
-
-
-def track_from_cameras(expressions: np.ndarray, cameras: list[Camera], times: np.ndarray, source: str) -> ParamTrack:
-    """A parameter track (with translation) from per-frame expressions and head-space cameras."""
-    rows = []
-    for e, cam in zip(expressions, cameras):
-        rot = cam.rotation.T  # head -> camera
-        rows.append(np.concatenate([e, rotation_to_angles(rot), -rot @ cam.centre]))
-    layout = ParamLayout(expressions.shape[1], translation=True)
-    return ParamTrack(layout, np.stack(rows), np.ones(len(rows), bool), np.asarray(times, np.float64), source)
-
-
-def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False) -> ParamTrack:
-    """The parameters of the last ``test_frames`` frames of the avatar's video, as ``eval quality`` derives them."""
-    from nerfconf.capture.video import probe  # noqa: PLC0415
-    from nerfconf.evaluate.quality import held_out_frames  # noqa: PLC0415
-
-    held = held_out_frames(bundle, video, test_frames, progress)
-    fps = probe(video).fps or 25.0
-    return track_from_cameras(held.expressions, held.cameras, held.indices / fps,
-                              f"{Path(video).name}: held-out frames {held.indices[0]}..{held.indices[-1]}")
 
 
 def percentile_summary(ms: list[float]) -> dict[str, float]:
@@ -114,11 +88,6 @@ def bench_render(
         "settings": renderer.settings.__dict__,
         "quality": quality,
     }
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def fidelity(renderer, track: ParamTrack, frames: int) -> dict:

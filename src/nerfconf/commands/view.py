@@ -15,8 +15,9 @@ def avatar_track(avatar: Path, track: Path | None, video: Path | None, test_fram
     the held-out frames of ``--video``; else (when not ``required``) one neutral frame."""
     import numpy as np  # noqa: PLC0415
 
-    from nerfconf.bench.render import HELDOUT_TRACK, heldout_track  # noqa: PLC0415
+    from nerfconf.avatar.bundle import HELDOUT_TRACK  # noqa: PLC0415
     from nerfconf.commands.common import load_track  # noqa: PLC0415
+    from nerfconf.evaluate.quality import heldout_track  # noqa: PLC0415
     from nerfconf.tracks import ParamTrack  # noqa: PLC0415
     from nerfconf.types import ParamLayout  # noqa: PLC0415
 

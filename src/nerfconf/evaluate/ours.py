@@ -154,14 +154,14 @@ def avatar_renderer(bundle: AvatarBundle, samples: int = 48) -> tuple[str, Calla
     import torch  # noqa: PLC0415
 
     from nerfconf.avatar.renderer import FixedOccupancy, render_image  # noqa: PLC0415
-    from nerfconf.evaluate.quality import camera_for  # noqa: PLC0415
+    from nerfconf.evaluate.quality import pose_camera  # noqa: PLC0415
 
     occupancy = FixedOccupancy(bundle.field, bundle.occupancy)
     lo, hi = bundle.face_model.bounds_lo[:k], bundle.face_model.bounds_hi[:k]
 
     def render_reference(p: np.ndarray) -> np.ndarray:
         expression = torch.from_numpy(np.clip(p[:k], lo, hi).astype(np.float32))
-        image, _ = render_image(bundle.field, camera_for(bundle, p[k : k + 3], p[k + 3 : k + 6]), expression,
+        image, _ = render_image(bundle.field, pose_camera(bundle, p[k : k + 6]), expression,
                                 samples=samples, occupancy=occupancy)
         return image
 

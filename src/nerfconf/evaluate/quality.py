@@ -8,7 +8,6 @@ model, with smoothing), and rendered with the reference volume renderer.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,15 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
-from nerfconf.avatar.renderer import Camera, FixedOccupancy, render_image
+from nerfconf.avatar.renderer import FixedOccupancy, render_image
 from nerfconf.capture.video import CropBox, probe
 from nerfconf.face.model import FaceModel
-from nerfconf.face.pose import angles_to_rotation
 from nerfconf.face.segment import head_frames
 from nerfconf.face.smoothing import OneEuroFilter
+from nerfconf.tracks import ParamTrack
+from nerfconf.types import ParamLayout
 
 
 @dataclass
@@ -39,11 +40,26 @@ class HeldOut:
     train_params: np.ndarray
 
 
-def camera_for(bundle: AvatarBundle, rotation_angles: np.ndarray, translation: np.ndarray) -> Camera:
-    """The avatar's camera for one transmitted head pose (head pose -> camera pose in head space)."""
-    rot = angles_to_rotation(np.asarray(rotation_angles, np.float64))
-    t = np.asarray(translation, np.float64)
-    return Camera(rot.T, -rot.T @ t, bundle.focal, bundle.resolution)
+    def track(self, fps: float, source: str) -> ParamTrack:
+        """The parameters a receiver renders these frames from (expressions clipped to the
+        avatar's bounds, the poses as sent or as refined) as a track, timed at ``fps``."""
+        k = self.expressions.shape[1]
+        rows = np.concatenate([self.expressions, self.params[:, k : k + 6]], axis=1)
+        layout = ParamLayout(k, translation=True)
+        return ParamTrack(layout, rows, np.ones(len(rows), bool), self.indices / fps, source)
+
+
+def pose_camera(bundle: AvatarBundle, pose_params: np.ndarray) -> Camera:
+    """The avatar's camera for a transmitted (yaw, pitch, roll, tx, ty, tz)."""
+    return bundle.camera(HeadPose.from_vector(pose_params))
+
+
+def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False) -> ParamTrack:
+    """The parameters of the last ``test_frames`` frames of the avatar's video, as a default
+    sender's tracker derives them (the inputs ``eval quality`` and ``bench render`` use)."""
+    held = held_out_frames(bundle, video, test_frames, progress)
+    return held.track(probe(video).fps or 25.0,
+                      f"{Path(video).name}: held-out frames {held.indices[0]}..{held.indices[-1]}")
 
 
 def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False,
@@ -85,7 +101,7 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
         references=np.stack(refs),
         masks=np.stack(masks).astype(np.float32),
         expressions=np.clip(p_arr[:, :k], model.bounds_lo[:k], model.bounds_hi[:k]),
-        cameras=[camera_for(bundle, p[k : k + 3], p[k + 3 : k + 6]) for p in p_arr],
+        cameras=[pose_camera(bundle, p[k : k + 6]) for p in p_arr],
         indices=np.array(idx),
         params=p_arr,
         train_params=np.stack(train) if train else np.zeros((0, p_arr.shape[1])),
@@ -192,7 +208,7 @@ def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1, prog
         fit = refiner.refine(FaceParams(held.expressions[i], p[k : k + 3], p[k + 3 : k + 6], True, 0.0,
                                         int(held.indices[i])), held.references[i])
         held.params[i, k : k + 3], held.params[i, k + 3 : k + 6] = fit.params.rotation, fit.params.translation
-        held.cameras[i] = camera_for(bundle, fit.params.rotation, fit.params.translation)
+        held.cameras[i] = pose_camera(bundle, held.params[i, k : k + 6])
         if fit.fitted:
             ms.append(fit.ms)
         moved.append(fit.correction)
@@ -216,9 +232,7 @@ def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):
 
 def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
     from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
-    from nerfconf.bench.render import track_from_cameras  # noqa: PLC0415
-
-    track = track_from_cameras(held.expressions, held.cameras, held.indices / fps, "held out")
+    track = held.track(fps, "held out")
     renderer = Renderer(bundle)
     renderer.prewarm()
     return lambda i: renderer.render(track.params(i)).image

@@ -50,7 +50,7 @@ def _summary(r: dict) -> str:
 
 def latency(args: argparse.Namespace) -> int:
     from nerfconf.avatar.bundle import BundleError  # noqa: PLC0415
-    from nerfconf.evaluate.latency import latency_table_data  # noqa: PLC0415
+    from nerfconf.bench.latency import latency_table_data  # noqa: PLC0415
     from nerfconf.pipeline.demo import SAMPLE  # noqa: PLC0415
     from nerfconf.pipeline.report import latency_table  # noqa: PLC0415
     from nerfconf.ui import console as make_console  # noqa: PLC0415

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.evaluate.latency import modules_alone
+from nerfconf.bench.latency import modules_alone
 from nerfconf.pipeline.probe import PAPER_MS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"

@@ -126,3 +126,27 @@ def test_the_clis_refinement_default_is_the_senders():
 
     assert REFINE_EVERY == DEFAULT_REFINE_EVERY
     assert DemoSettings().refine_pose and DemoSettings().refine_every == DEFAULT_REFINE_EVERY
+
+
+def test_the_clis_held_out_split_is_the_librarys():
+    from nerfconf.avatar.enroll import EnrollConfig  # noqa: PLC0415
+    from nerfconf.commands.common import HELD_OUT_FRAMES as CLI_SPLIT  # noqa: PLC0415
+    from nerfconf.tracks import HELD_OUT_FRAMES  # noqa: PLC0415
+
+    assert CLI_SPLIT == HELD_OUT_FRAMES == EnrollConfig().test_frames
+
+
+def test_commands_that_need_the_test_videos_name_where_they_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NERFCONF_DATA", str(tmp_path / "nowhere"))
+    assert main(["bench", "train", "--iterations", "1"]) != 0
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere" / "cnn2_25fps.mp4") in err and "NERFCONF_DATA" in err
+    assert main(["bench", "train", "--data", str(tmp_path), "--iterations", "1"]) != 0
+    assert str(tmp_path / "cnn2_25fps.mp4") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["eval", "quality"], ["eval", "rd"], ["view"], ["bench", "render"]])
+def test_scoring_commands_default_to_the_avatars_own_split(argv, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    assert "the avatar's own split" in " ".join(capsys.readouterr().out.split())

@@ -15,6 +15,9 @@ import numpy as np
 from nerfconf.types import FaceParams, ParamLayout
 
 TRACK_FORMAT = 1
+#: The held-out split: the last frames of an enrollment video that fitting and training never
+#: see, scored afterwards (the paper's 500). An avatar records its own (``AvatarBundle.test_frames``).
+HELD_OUT_FRAMES = 500
 
 
 @dataclass

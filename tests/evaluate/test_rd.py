@@ -15,7 +15,7 @@ from nerfconf.evaluate.baselines import BASELINES, encode
 from nerfconf.evaluate.ffmpeg import decode_rgb, write_lossless
 from nerfconf.evaluate.ours import our_streams, translation_config, transmit
 from nerfconf.evaluate.rd import RDPoint, RDResult, RDSettings, grid_rows, summarize, write_report
-from nerfconf.evaluate.reference import ReferenceClip, bundle_test_frames
+from nerfconf.evaluate.reference import ReferenceClip
 from nerfconf.evaluate.scoring import METRICS, score_clip
 from tests.evaluate.test_metrics import noisy, texture
 
@@ -69,7 +69,7 @@ def test_transmit_counts_every_byte(bundle):
 
 
 def test_bundle_test_frames(bundle):
-    assert bundle_test_frames(bundle) == 200  # the sample avatar held out its last 200 frames
+    assert bundle.test_frames == 200  # the sample avatar held out its last 200 frames
 
 
 @pytest.fixture(scope="module")

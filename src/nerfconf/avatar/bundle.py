@@ -47,6 +47,16 @@ class AvatarBundle:
     focal: float
     metadata: dict
 
+    @property
+    def test_frames(self) -> int:
+        """How many frames at the end of its video the avatar never trained on: the held-out
+        split every evaluation of it uses (``view``, ``bench render``, ``eval quality``, ``eval rd``)."""
+        for value in (self.metadata.get("training", {}).get("test_frames"),
+                      self.face_model.metadata.get("test_frames")):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        raise BundleError("the bundle does not say how many frames were held out; pass --test-frames")
+
     def camera(self, pose: HeadPose) -> Camera:
         """The camera, at the bundle's resolution, that sees the head at ``pose``."""
         return Camera.of_pose(pose, self.focal, self.resolution)

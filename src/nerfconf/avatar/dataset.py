@@ -31,6 +31,7 @@ from nerfconf.face.landmarks import N_LANDMARKS
 from nerfconf.face.model import DEFAULT_HFOV_DEG, FaceModel
 from nerfconf.face.pose import angles_to_rotation, rotation_to_angles
 from nerfconf.face.segment import NECK_MARGIN, head_frames
+from nerfconf.tracks import HELD_OUT_FRAMES
 
 DATASET_FORMAT = 1
 
@@ -130,7 +131,7 @@ def prepare(
     video: str | Path,
     *,
     resolution: int = 256,
-    test_frames: int = 500,
+    test_frames: int = HELD_OUT_FRAMES,
     n_expression: int = 46,
     crop: CropBox | None = None,
     auto_crop: bool = True,

@@ -30,13 +30,14 @@ from nerfconf.avatar.trainer import TrainConfig, Trainer
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel
 from nerfconf.face.segment import NECK_MARGIN
+from nerfconf.tracks import HELD_OUT_FRAMES
 from nerfconf.types import ParamLayout
 
 
 @dataclass(frozen=True)
 class EnrollConfig:
     resolution: int = 256
-    test_frames: int = 500
+    test_frames: int = HELD_OUT_FRAMES
     n_expression: int = 16
     log2_table: int = 13
     #: the run ends at whichever of these comes first; with the defaults it is the time budget

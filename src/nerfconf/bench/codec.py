@@ -20,7 +20,7 @@ from nerfconf.codec.config import Allocation, CodecConfig, Reference
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.codec.entropy import CoderId
-from nerfconf.tracks import ParamTrack
+from nerfconf.tracks import HELD_OUT_FRAMES, ParamTrack
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class CodecRun:
     i_frames: int
 
 
-def extracted_track(video: Path, *, test_frames: int = 500, fps: float = 20.0, progress: bool = False) -> ParamTrack:
+def extracted_track(video: Path, *, test_frames: int = HELD_OUT_FRAMES, fps: float = 20.0, progress: bool = False) -> ParamTrack:
     """The real parameter track of a video: face model fitted on all but its last
     ``test_frames`` frames, then extraction at the call's frame rate."""
     from nerfconf.face.enroll import fit_from_video  # noqa: PLC0415
@@ -128,7 +128,7 @@ def run_once(config: CodecConfig, test: ParamTrack, ack_delay_frames: int | None
 def bench_codec(
     track: ParamTrack,
     *,
-    test_frames: int = 500,
+    test_frames: int = HELD_OUT_FRAMES,
     bits: int = 8,
     gop_seconds: float = 1.0,
     rtt_ms: float = 20.0,

@@ -22,6 +22,7 @@ from nerfconf.face.enroll import fit_from_landmarks, smoothed_params
 from nerfconf.face.landmarks import N_LANDMARKS, FaceMeshDetector
 from nerfconf.face.model import FaceModel
 from nerfconf.face.pose import Similarity, angles_to_rotation, rotation_to_angles
+from nerfconf.tracks import HELD_OUT_FRAMES
 
 MAIN_VIDEO = "cnn2_25fps.mp4"
 ROBUSTNESS_VIDEOS = ("short_1.mp4", "short_2.mp4", "short_3.mp4", "short_4.mp4", "short_5.mp4", "d6.mp4", "d9.mp4")
@@ -127,7 +128,7 @@ def robustness(path: Path, n_expression: int) -> dict:
     }
 
 
-def bench_extract(data_dir: Path, *, test_frames: int = 500, pose_trials: int = 500, seed: int = 0,
+def bench_extract(data_dir: Path, *, test_frames: int = HELD_OUT_FRAMES, pose_trials: int = 500, seed: int = 0,
                   progress: bool = True) -> dict:
     from nerfconf.face.segment import HeadSegmenter  # noqa: PLC0415
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nerfconf.commands.common import (
+    HELD_OUT_FRAMES,
     MLP_PRECISIONS,
     UserError,
     add_training_options,
@@ -61,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=existing_file, help="a video of the person talking to the camera")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle directory, e.g. avatars/NAME")
     p.add_argument("--resolution", type=int, default=256, help="render resolution in pixels (default 256)")
-    p.add_argument("--test-frames", type=int, default=500, help="frames at the end never trained on (default 500)")
+    p.add_argument("--test-frames", type=int, default=HELD_OUT_FRAMES,
+                   help=f"frames at the end never trained on, recorded in the bundle as its held-out split "
+                   f"(default {HELD_OUT_FRAMES})")
     p.add_argument("-k", type=int, default=16, help="expression components (default 16; the paper's 46 blend "
                    "unseen combinations into texture noise)")
     p.add_argument("--table-bits", type=int, default=13,

@@ -7,11 +7,18 @@ import json
 from pathlib import Path
 
 from nerfconf.commands.common import (
+    ANCHOR_CLIP,
+    HELD_OUT_FRAMES,
     MLP_PRECISIONS,
     UserError,
+    add_avatar_option,
+    add_data_option,
+    add_json_option,
+    add_test_frames_option,
     add_training_options,
+    add_video_option,
     apply_training_options,
-    existing_dir,
+    data_file,
     existing_file,
     load_track,
     sent_layout,
@@ -26,9 +33,7 @@ def codec(args: argparse.Namespace) -> int:
     else:
         from nerfconf.bench.codec import extracted_track  # noqa: PLC0415
 
-        video = args.data / "cnn2_25fps.mp4"
-        if not video.is_file():
-            raise UserError(f"{video} not found: point --data at the shared data, or use --track or --synthetic")
+        video = data_file(args, ANCHOR_CLIP)
         track = extracted_track(video, progress=not args.json)
     track = sent_layout(track, args.translation)
     try:
@@ -77,9 +82,7 @@ def codec(args: argparse.Namespace) -> int:
 def extract(args: argparse.Namespace) -> int:
     from nerfconf.bench.extract import MAIN_VIDEO, bench_extract  # noqa: PLC0415
 
-    if not (args.data / MAIN_VIDEO).is_file():
-        raise UserError(f"{args.data / MAIN_VIDEO} not found: point --data at the shared data directory")
-    result = bench_extract(args.data, test_frames=args.test_frames, pose_trials=args.pose_trials,
+    result = bench_extract(data_file(args, MAIN_VIDEO).parent, test_frames=args.test_frames, pose_trials=args.pose_trials,
                            progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -93,9 +96,7 @@ def extract(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     from nerfconf.bench.train import bench_train  # noqa: PLC0415
 
-    video = args.data / "cnn2_25fps.mp4"
-    if not video.is_file():
-        raise UserError(f"{video} not found: point --data at the shared data directory")
+    video = data_file(args, ANCHOR_CLIP)
     apply_training_options(args)
     result = bench_train(video, resolution=args.resolution, iterations=args.iterations, repeats=args.repeats,
                          device=args.device,
@@ -209,29 +210,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     bc = bench_sub.add_parser("codec", help="bitrate and speed of every coder and prediction mode",
                               description="Fits bounds and priors on the training frames of a track and "
                               "codes its held-out frames with each entropy coder and reference mode. "
-                              "By default the track is extracted from cnn2_25fps.mp4 at 20 fps; the output's "
+                              "By default the track is extracted from the shared cnn2_25fps.mp4 at 20 fps; the output's "
                               "source field says which track was used.")
     bc.add_argument("--track", type=existing_file, help="parameter track (.npz) from `nerfconf face extract`")
     bc.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in track")
-    bc.add_argument("--data", type=Path, default=Path("../shared/data"),
-                    help="without --track: extract the real track of cnn2_25fps.mp4 from here (default ../shared/data)")
+    add_data_option(bc, f"{ANCHOR_CLIP}, whose real track is extracted without --track")
     bc.add_argument("--translation", action="store_true", help="send head translation too (52 dims)")
-    bc.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_json_option(bc, "print one JSON object instead of a table")
     bc.add_argument("--bits", type=int, default=8, help="quantization depth, 4..10 (default 8)")
     bc.add_argument("--gop-seconds", type=float, default=1.0, help="GOP length in seconds (default 1)")
     bc.add_argument("--rtt-ms", type=float, default=20.0, help="round trip that delays acks (default 20)")
     bc.add_argument("--repeats", type=int, default=5, help="runs per mode; speeds are medians (default 5)")
-    bc.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
+    bc.add_argument("--test-frames", type=int, default=HELD_OUT_FRAMES,
+                    help=f"held-out frames at the end (default {HELD_OUT_FRAMES})")
     bc.set_defaults(func=codec)
 
     be = bench_sub.add_parser("extract", help="speed, fidelity, pose accuracy and robustness of face extraction",
                               description="Runs face extraction over the shared test videos: ms per frame, "
                               "landmark error of the fitted model on held-out frames for K = 8..46, pose "
                               "error on synthetic rotations, pose jitter, and robustness on other clips.")
-    be.add_argument("--data", type=Path, default=Path("../shared/data"),
-                    help="directory with cnn2_25fps.mp4 and the other test clips (default ../shared/data)")
-    be.add_argument("--json", action="store_true", help="print one JSON object")
-    be.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
+    add_data_option(be, f"{ANCHOR_CLIP} and the other test clips")
+    add_json_option(be)
+    be.add_argument("--test-frames", type=int, default=HELD_OUT_FRAMES,
+                    help=f"held-out frames at the end (default {HELD_OUT_FRAMES})")
     be.add_argument("--pose-trials", type=int, default=500, help="synthetic rotations to solve (default 500)")
     be.set_defaults(func=extract)
 
@@ -249,14 +250,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("--traces", type=Path, default=Path("../shared/traces"),
                     help="directory with the alphartc/ and mahimahi/ traces (default ../shared/traces)")
     bn.add_argument("--seed", type=int, default=0, help="seed of the emulator and the synthetic track")
-    bn.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_json_option(bn, "print one JSON object instead of a table")
     bn.set_defaults(func=transport)
 
     bt = bench_sub.add_parser("train", help="avatar training speed: iterations and samples per second",
                               description="Trains the default avatar configuration on the first 200 frames of "
                               "cnn2_25fps.mp4 and reports medians over repeated timed runs after a warm-up.")
-    bt.add_argument("--data", type=Path, default=Path("../shared/data"),
-                    help="directory with cnn2_25fps.mp4 (default ../shared/data)")
+    add_data_option(bt, ANCHOR_CLIP)
     bt.add_argument("--resolution", type=int, default=256)
     bt.add_argument("--iterations", type=int, default=200, help="iterations per timed run (default 200)")
     bt.add_argument("--repeats", type=int, default=3)
@@ -278,19 +278,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pre-warms the fast renderer, then renders --frames frames of a real parameter track (--track, "
         "else the bundle's heldout_track.npz, else the held-out frames of --video) and reports median, p95 and "
         "min ms per frame; then PSNR against the reference volume renderer on --quality-frames of them.")
-    br.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
+    add_avatar_option(br)
     br.add_argument("--resolution", type=int, default=None, help="output side in pixels (default: the bundle's)")
     br.add_argument("--frames", type=int, default=100, help="timed frames (default 100; the track loops)")
     br.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     br.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     br.add_argument("--track", type=existing_file, help="parameter track (.npz)")
-    br.add_argument("--video", type=existing_file, help="the avatar's video, to extract its held-out frames")
-    br.add_argument("--test-frames", type=int, default=200, help="held-out frames of --video (default 200)")
+    add_video_option(br, help="the avatar's video, to extract its held-out frames")
+    add_test_frames_option(br)
     br.add_argument("--quality-frames", type=int, default=3,
                     help="frames also rendered by the reference renderer for PSNR (default 3, 0 skips)")
     br.add_argument("--set", dest="setting", action="append", default=[], metavar="NAME=VALUE",
                     help="change one fast-path setting (repeatable), e.g. --set upsample_tolerance=0; names: "
                     "t_min, colour_weight_min, guide_margin, probe_alpha, probe_factor, probe_radius, "
                     "upsample_tolerance, upsample_levels (see nerfconf.avatar.fast.RenderSettings)")
-    br.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(br)
     br.set_defaults(func=render)

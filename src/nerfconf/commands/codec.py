@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_file, load_track, sent_layout
+from nerfconf.commands.common import (
+    HELD_OUT_FRAMES,
+    UserError,
+    existing_file,
+    load_track,
+    sent_layout,
+)
 
 STREAM_MAGIC = b"NFC1"
 
@@ -116,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_fit.add_argument("--coder", choices=["arithmetic", "exp_golomb"], default="arithmetic")
     p_fit.add_argument("--reference", choices=["prev", "anchor"], default="prev")
     p_fit.add_argument("--gop-seconds", type=float, default=1.0)
-    p_fit.add_argument("--test-frames", type=int, default=500, help="frames at the end not fitted on")
+    p_fit.add_argument("--test-frames", type=int, default=HELD_OUT_FRAMES,
+                       help=f"frames at the end not fitted on (default {HELD_OUT_FRAMES})")
     p_fit.set_defaults(func=fit)
     p_enc = codec_sub.add_parser("encode", help="code a track into a parameter stream file")
     p_enc.add_argument("track", type=existing_file)

@@ -109,3 +109,62 @@ def refine_every(n: int) -> int:
     if not 1 <= n <= 25:
         raise UserError(f"--refine-every must be 1..25, got {n}")
     return n
+
+
+# -- options several commands share: one definition each, so their defaults cannot drift --------
+
+#: the held-out split's default (``nerfconf.tracks.HELD_OUT_FRAMES``; torch-free here)
+HELD_OUT_FRAMES = 500
+
+#: where commands that need the shared test videos look for them, unless --data says otherwise
+DATA_ENV = "NERFCONF_DATA"
+DEFAULT_DATA = Path("../shared/data")
+#: the test clip the benchmarks and the paper's RD comparison use
+ANCHOR_CLIP = "cnn2_25fps.mp4"
+
+
+def add_avatar_option(parser: argparse.ArgumentParser, *, required: bool = True,
+                      help: str = "avatar bundle directory") -> None:
+    parser.add_argument("--avatar", type=existing_dir, required=required, default=None, help=help)
+
+
+def add_video_option(parser: argparse.ArgumentParser, *, required: bool = False,
+                     help: str = "the video the avatar was enrolled from: its held-out frames are used") -> None:
+    parser.add_argument("--video", type=existing_file, required=required, default=None, help=help)
+
+
+def add_test_frames_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--test-frames", type=positive_int, default=None,
+                        help="held-out frames at the end of --video (default: the avatar's own split, as "
+                        "enrollment recorded it)")
+
+
+def add_json_option(parser: argparse.ArgumentParser, help: str = "print one JSON object") -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_data_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"directory with {what} (default: ${DATA_ENV}, else {DEFAULT_DATA})")
+
+
+def data_file(args: argparse.Namespace, name: str) -> Path:
+    """A file of the shared test data: ``--data``, else ``$NERFCONF_DATA``, else ``../shared/data``."""
+    import os  # noqa: PLC0415
+
+    root = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
+    path = root / name
+    if not path.is_file():
+        raise UserError(f"{path} not found: this command needs the shared test videos; point --data "
+                        f"(or ${DATA_ENV}) at the directory that holds {name}")
+    return path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

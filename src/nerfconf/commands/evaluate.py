@@ -9,8 +9,11 @@ from pathlib import Path
 from nerfconf.commands.common import (
     REFINE_EVERY,
     UserError,
-    existing_dir,
-    existing_file,
+    add_avatar_option,
+    add_json_option,
+    add_test_frames_option,
+    add_video_option,
+    positive_int,
     refine_every,
 )
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS
@@ -88,16 +91,6 @@ def _codecs(text: str) -> tuple[str, ...]:
     return names
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def rd(args: argparse.Namespace) -> int:
     from nerfconf.avatar.bundle import BundleError  # noqa: PLC0415
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
@@ -131,9 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Renders the last --test-frames frames of the avatar's video from the parameters the "
         "sender would transmit, compares them with the head-only frames on white, and writes a strip of "
         "ground truth above avatar.")
-    p.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
-    p.add_argument("--video", type=existing_file, required=True, help="the video the avatar was enrolled from")
-    p.add_argument("--test-frames", type=int, default=500, help="held-out frames at the end (default 500)")
+    add_avatar_option(p)
+    add_video_option(p, required=True)
+    add_test_frames_option(p)
     p.add_argument("--samples", type=int, default=48, help="samples per ray of the reference renderer (default 48)")
     p.add_argument("--fast", action="store_true",
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
@@ -145,18 +138,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N",
                    help=f"fit every Nth frame only, as a sender with --refine-every N does (default {REFINE_EVERY})")
     p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(p)
     p.set_defaults(func=quality)
     p = ev_sub.add_parser(
         "latency", help="the paper's Table 1: latency of each module alone and inside a running call",
         description="Times extract, encode, decode and generate alone on the avatar's demo clip, the "
         "transport alone over QUIC through the emulator at RTT 20 ms, then runs a loopback call (the demo) "
         "and reports each module's latency inside it and end to end, next to the paper's numbers.")
-    p.add_argument("--avatar", type=existing_dir, default=None, help="avatar bundle (default: the bundled sample)")
+    add_avatar_option(p, required=False, help="avatar bundle (default: the bundled sample)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of the call (default 20)")
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
     p.add_argument("--out", type=Path, default=Path("latency_out"), help="where the call's outputs go")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(p)
     p.set_defaults(func=latency)
     p = ev_sub.add_parser(
         "rd", help="quality against bitrate: the avatar next to x265, VVC, x264 and SVT-AV1 (paper's Fig. 4)",
@@ -165,13 +158,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with the transmitted parameters (float32, Exp-Golomb and arithmetic-coded), and scores every frame "
         "with PSNR, SSIM, LPIPS and VMAF on full frames and inside the head mask. Writes a CSV, per-frame "
         "JSON, a summary, one RD plot per metric and a frame grid into --out. Results are cached there.")
-    p.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
-    p.add_argument("--video", type=existing_file, required=True, help="the video the avatar was enrolled from")
-    p.add_argument("--frames", type=_positive, default=None,
+    add_avatar_option(p)
+    add_video_option(p, required=True)
+    p.add_argument("--frames", type=positive_int, default=None,
                    help="use only the first N held-out frames (rendering costs about a second a frame per "
                    "stream on a CPU; default: all)")
-    p.add_argument("--test-frames", type=_positive, default=None,
-                   help="held-out frames at the end (default: the avatar's own split, 500 for the paper's)")
+    add_test_frames_option(p)
     p.add_argument("--out", type=Path, default=None, help="output and cache directory (default rd/<avatar name>)")
     p.add_argument("--codecs", type=_codecs, default=tuple(BASELINES),
                    help=f"comma-separated baselines (default {','.join(BASELINES)})")
@@ -180,8 +172,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--other-kbps", type=_rates, default=DEFAULT_OTHER_KBPS,
                    help="requested kbps for the other codecs (default 1,5,10,20: their lowest rates)")
     p.add_argument("--full-ladder", action="store_true", help="encode the whole x265 ladder, not stopping early")
-    p.add_argument("--samples", type=_positive, default=48, help="samples per ray of the reference renderer")
+    p.add_argument("--samples", type=positive_int, default=48, help="samples per ray of the reference renderer")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the other metrics are still computed)")
     p.add_argument("--no-grid", action="store_true", help="do not write the frame grid")
-    p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
+    add_json_option(p, "print one JSON object (no progress bars)")
     p.set_defaults(func=rd)

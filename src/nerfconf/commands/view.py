@@ -6,10 +6,16 @@ import argparse
 import os
 from pathlib import Path
 
-from nerfconf.commands.common import UserError, existing_dir, existing_file
+from nerfconf.commands.common import (
+    UserError,
+    add_avatar_option,
+    add_test_frames_option,
+    add_video_option,
+    existing_file,
+)
 
 
-def avatar_track(avatar: Path, track: Path | None, video: Path | None, test_frames: int, bundle, *,
+def avatar_track(avatar: Path, track: Path | None, video: Path | None, test_frames: int | None, bundle, *,
                  required: bool, progress: bool = False):
     """The frames to render: ``--track``, else the held-out track stored in the bundle, else
     the held-out frames of ``--video``; else (when not ``required``) one neutral frame."""
@@ -89,10 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(q/e roll, a toggles an absolute view, r resets, Esc quits). Headless: an mp4 of the track played "
         "while the view orbits the head. Frames come from --track, else the bundle's heldout_track.npz, "
         "else the held-out frames of --video, else a neutral face.")
-    p.add_argument("--avatar", type=existing_dir, required=True, help="avatar bundle directory")
+    add_avatar_option(p)
     p.add_argument("--track", type=existing_file, help="parameter track (.npz) from `nerfconf face extract`")
-    p.add_argument("--video", type=existing_file, help="the avatar's video: play its held-out frames")
-    p.add_argument("--test-frames", type=int, default=200, help="held-out frames of --video (default 200)")
+    add_video_option(p, help="the avatar's video: play its held-out frames")
+    add_test_frames_option(p)
     p.add_argument("--resolution", type=int, default=None, help="output side in pixels (default: the bundle's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--fps", type=float, default=25.0, help="playback and video frame rate (default 25)")

@@ -54,7 +54,8 @@ def pose_camera(bundle: AvatarBundle, pose_params: np.ndarray) -> Camera:
     return bundle.camera(HeadPose.from_vector(pose_params))
 
 
-def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False) -> ParamTrack:
+def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int | None = None,
+                  progress: bool = False) -> ParamTrack:
     """The parameters of the last ``test_frames`` frames of the avatar's video, as a default
     sender's tracker derives them (the inputs ``eval quality`` and ``bench render`` use)."""
     held = held_out_frames(bundle, video, test_frames, progress)
@@ -62,7 +63,7 @@ def heldout_track(bundle: AvatarBundle, video: str | Path, test_frames: int, pro
                       f"{Path(video).name}: held-out frames {held.indices[0]}..{held.indices[-1]}")
 
 
-def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, progress: bool = False,
+def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int | None = None, progress: bool = False,
                     *, with_training: bool = False) -> HeldOut:
     """Head-on-white references, mattes and transmitted parameters of the last ``test_frames``.
 
@@ -70,6 +71,8 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int, p
     sender would, the smoothing filter running on), and their parameters are returned too. The
     held-out frames' landmarks are the same either way: the tracker starts afresh at them.
     """
+    if test_frames is None:
+        test_frames = bundle.test_frames
     info = probe(video)
     start = max(0, info.frames - test_frames)
     model, r = bundle.face_model, bundle.resolution
@@ -135,7 +138,7 @@ def evaluate_quality(
     avatar: str | Path,
     video: str | Path,
     *,
-    test_frames: int = 500,
+    test_frames: int | None = None,
     samples: int = 48,
     strip: Path | None = None,
     fast: bool = False,

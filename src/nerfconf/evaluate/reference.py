@@ -22,7 +22,7 @@ import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 
-__all__ = ["CALL_FPS", "ReferenceClip", "bundle_test_frames", "reference_clip"]
+__all__ = ["CALL_FPS", "ReferenceClip", "reference_clip"]
 
 #: the frame rate of the call, as in the paper's rates
 CALL_FPS = 20.0
@@ -73,14 +73,6 @@ class ReferenceClip:
         return np.union1d(even, [int(np.argmax(self.rotation_speed()))])
 
 
-def bundle_test_frames(bundle: AvatarBundle) -> int:
-    """How many frames at the end of its video the avatar was not trained on."""
-    for value in (bundle.metadata.get("training", {}).get("test_frames"), bundle.face_model.metadata.get("test_frames")):
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError("the bundle does not say how many frames were held out; pass the number explicitly")
-
-
 def _cache_key(bundle_dir: Path, video: Path, test_frames: int) -> str:
     h = hashlib.sha256()
     st = video.stat()
@@ -104,14 +96,14 @@ def reference_clip(
 ) -> ReferenceClip:
     """The held-out reference clip of ``video`` for the avatar in ``avatar`` (cached in ``cache_dir``).
 
-    ``test_frames`` defaults to the avatar's own split (see :func:`bundle_test_frames`).
+    ``test_frames`` defaults to the avatar's own split (``AvatarBundle.test_frames``).
     """
     from nerfconf.evaluate.quality import held_out_frames  # noqa: PLC0415
 
     avatar, video = Path(avatar), Path(video)
     if test_frames is None:
         bundle = bundle or AvatarBundle.load(avatar)
-        test_frames = bundle_test_frames(bundle)
+        test_frames = bundle.test_frames
     key = _cache_key(avatar, video, test_frames)
     path = Path(cache_dir) / f"reference-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():

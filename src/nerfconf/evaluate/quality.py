@@ -19,10 +19,9 @@ from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.avatar.renderer import FixedOccupancy, render_image
-from nerfconf.capture.video import CropBox, probe
-from nerfconf.face.model import FaceModel
+from nerfconf.capture.video import probe
+from nerfconf.face.extract import FaceTracker
 from nerfconf.face.segment import head_frames
-from nerfconf.face.smoothing import OneEuroFilter
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import ParamLayout
 
@@ -77,25 +76,22 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int | 
     start = max(0, info.frames - test_frames)
     model, r = bundle.face_model, bundle.resolution
     k = model.n_expression
-    smooth = OneEuroFilter(model.param_std)
-    crop = model.crop
+    tracker = FaceTracker(model)
+    train = _tracked_params(video, tracker, stop=start, size=r, progress=progress) if with_training else []
     # Exactly as the avatar's training frames were made: its crop, and its head mask's neck.
-    neck = model.neck_margin
-    train = _tracked_params(video, model, smooth, stop=start, size=r, crop=crop, progress=progress) \
-        if with_training else []
-    frames = head_frames(video, start=start, size=r, crop=crop, neck_margin=neck)
+    frames = head_frames(video, start=start, size=r, crop=model.crop, neck_margin=model.neck_margin)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
         frames = tqdm(frames, total=info.frames - start, unit="frame", desc="tracking and masking")
     refs, masks, params, idx = [], [], [], []
     for white, alpha, lm in frames:
-        if lm is None:
-            smooth.reset()
+        vector = tracker.update(lm, white.t_capture)
+        if vector is None:
             continue
         refs.append(white.image)
         masks.append(alpha)
-        params.append(smooth(model.params(lm), white.t_capture))
+        params.append(vector)
         idx.append(white.index)
     if not refs:
         raise ValueError(f"{video}: no face in its last {test_frames} frames")
@@ -111,26 +107,25 @@ def held_out_frames(bundle: AvatarBundle, video: str | Path, test_frames: int | 
     )
 
 
-def _tracked_params(video: str | Path, model: FaceModel, smooth: OneEuroFilter, *, stop: int, size: int,
-                    crop: CropBox | None, progress: bool) -> list[np.ndarray]:
-    """The sender's smoothed parameters of the frames before ``stop``, from landmarks alone:
-    no frame of them is scored, so none is segmented."""
+def _tracked_params(video: str | Path, tracker: FaceTracker, *, stop: int, size: int,
+                    progress: bool) -> list[np.ndarray]:
+    """The sender's smoothed parameters of the frames before ``stop`` (the tracker runs on into
+    the held-out frames, as a sender's would), from landmarks alone: none is scored, so none
+    is segmented."""
     from nerfconf.capture.video import read_frames  # noqa: PLC0415
     from nerfconf.face.landmarks import FaceMeshDetector  # noqa: PLC0415
 
     out = []
     with FaceMeshDetector(stream=True) as detector:
-        frames = read_frames(video, stop=stop, size=size, crop=crop)
+        frames = read_frames(video, stop=stop, size=size, crop=tracker.model.crop)
         if progress:
             from tqdm import tqdm  # noqa: PLC0415
 
             frames = tqdm(frames, total=stop, unit="frame", desc="tracking the training frames")
         for frame in frames:
-            lm = detector.detect(frame.image)
-            if lm is None:
-                smooth.reset()
-                continue
-            out.append(smooth(model.params(lm), frame.t_capture))
+            vector = tracker.update(detector.detect(frame.image), frame.t_capture)
+            if vector is not None:
+                out.append(vector)
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfconf.capture.video import probe, read_frames
+from nerfconf.capture.video import CropBox, probe, read_frames
 from nerfconf.face.landmarks import N_LANDMARKS, FaceMeshDetector
 from nerfconf.face.model import FaceModel
 from nerfconf.face.smoothing import OneEuroFilter
@@ -52,8 +52,29 @@ class NoFaceReporter:
             self._since = None
 
 
+class FaceTracker:
+    """Landmarks to the parameter vectors a sender sends: pose and expression solved by the
+    face model, then smoothed by a One Euro filter, which a frame without a face resets.
+
+    The one definition of that step: the live extractor, ``extract_video`` and evaluation's
+    held-out frames all run it, so what is scored is what a sender would send."""
+
+    def __init__(self, model: FaceModel, *, smoothing: bool = True) -> None:
+        self.model = model
+        self._filter = OneEuroFilter(model.param_std) if smoothing else None
+
+    def update(self, landmarks: np.ndarray | None, t_capture: float) -> np.ndarray | None:
+        """The (K + 6) parameters of a frame's landmarks; None (and a reset) without a face."""
+        if landmarks is None:
+            if self._filter is not None:
+                self._filter.reset()
+            return None
+        vector = self.model.params(landmarks)
+        return vector if self._filter is None else self._filter(vector, t_capture)
+
+
 class Extractor:
-    """Landmarks, then pose and expression coefficients, smoothed by a One Euro filter.
+    """Landmarks, then pose and expression coefficients, smoothed by a One Euro filter (``FaceTracker``).
 
     The parameter layout always carries translation; the codec decides whether to send it.
     """
@@ -63,7 +84,7 @@ class Extractor:
         self.model = model
         self.layout = ParamLayout(model.n_expression, translation=True)
         self._detector = FaceMeshDetector(stream=stream, min_confidence=min_confidence)
-        self._filter = OneEuroFilter(model.param_std) if smoothing else None
+        self._tracker = FaceTracker(model, smoothing=smoothing)
         self.reporter = NoFaceReporter()
 
     def process(self, frame: Frame) -> Extraction:
@@ -78,14 +99,10 @@ class Extractor:
         landmarks = self._detector.detect(frame.image)
         t1 = time.perf_counter()
         self.reporter.update(frame.index, landmarks is not None)
-        if landmarks is None:
-            if self._filter is not None:
-                self._filter.reset()
+        vector = self._tracker.update(landmarks, frame.t_capture)
+        if vector is None:
             params = FaceParams.no_face(self.layout, t_capture=frame.t_capture, index=frame.index)
             return Extraction(params, None, {"landmarks_ms": (t1 - t0) * 1e3, "solve_ms": 0.0})
-        vector = self.model.params(landmarks)
-        if self._filter is not None:
-            vector = self._filter(vector, frame.t_capture)
         t2 = time.perf_counter()
         params = FaceParams.from_vector(vector, self.layout, t_capture=frame.t_capture, index=frame.index)
         return Extraction(params, landmarks, {"landmarks_ms": (t1 - t0) * 1e3, "solve_ms": (t2 - t1) * 1e3})
@@ -121,14 +138,17 @@ def extract_video(
     start: int = 0,
     stop: int | None = None,
     fps: float | None = None,
+    size: int | None = None,
+    crop: CropBox | None = None,
     progress: bool = False,
 ) -> tuple[ParamTrack, dict[str, np.ndarray]]:
     """Runs the extractor over a video; returns the track and per-frame landmarks and timings.
 
-    ``fps`` resamples the video first (the call runs at 20 fps).
+    ``fps`` resamples the video first (the call runs at 20 fps); ``crop`` and ``size`` frame
+    it as the face model was fitted (``model.crop``, the avatar's resolution).
     """
     info = probe(path)
-    frames = read_frames(path, start=start, stop=stop, fps=fps)
+    frames = read_frames(path, start=start, stop=stop, fps=fps, size=size, crop=crop)
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 

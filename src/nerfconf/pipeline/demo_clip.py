@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.capture.video import read_frames
-from nerfconf.face.extract import Extractor
+from nerfconf.face.extract import extract_video
 from nerfconf.tracks import ParamTrack
 
 DEMO_TRACK = "demo_track.npz"
@@ -32,19 +31,13 @@ def extract_demo_track(bundle: AvatarBundle, video: str | Path, *, frames: int, 
     info = probe(video)
     span = int(np.ceil(frames * info.fps / fps)) + 2
     start = max(0, info.frames - span)
-    rows, found, times = [], [], []
-    with Extractor(bundle.face_model) as extractor:
-        for frame in read_frames(video, start=start, size=bundle.resolution, fps=fps, crop=bundle.face_model.crop):
-            out = extractor.process(frame)
-            rows.append(out.params.to_vector(extractor.layout))
-            found.append(out.params.face_found)
-            times.append(frame.t_capture)
-        layout = extractor.layout
-    rows, found, times = rows[-frames:], found[-frames:], times[-frames:]
-    if not any(found):
+    track, _ = extract_video(video, bundle.face_model, start=start, fps=fps, size=bundle.resolution,
+                             crop=bundle.face_model.crop)
+    track = track.slice(max(0, len(track) - frames), len(track))
+    if not track.face_found.any():
         raise ValueError(f"{video}: no face in its last {frames} frames")
-    t = np.asarray(times) - times[0]
-    return ParamTrack(layout, np.asarray(rows), np.asarray(found), t, f"demo track: {Path(video).name}")
+    return ParamTrack(track.layout, track.values, track.face_found, track.t - track.t[0],
+                      f"demo track: {Path(video).name}")
 
 
 def render_clip(bundle: AvatarBundle, track: ParamTrack, path: str | Path, *, progress: bool = True) -> Path:

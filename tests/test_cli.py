@@ -129,7 +129,7 @@ def test_the_clis_refinement_default_is_the_senders():
 
 
 def test_the_clis_held_out_split_is_the_librarys():
-    from nerfconf.avatar.enroll import EnrollConfig  # noqa: PLC0415
+    from nerfconf.avatar.training.enroll import EnrollConfig  # noqa: PLC0415
     from nerfconf.commands.common import HELD_OUT_FRAMES as CLI_SPLIT  # noqa: PLC0415
     from nerfconf.tracks import HELD_OUT_FRAMES  # noqa: PLC0415
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nerfconf.avatar.bundle import HELDOUT_TRACK, AvatarBundle
-from nerfconf.avatar.fast import Renderer
 from nerfconf.avatar.pose_fit import PoseRefiner, RefineError, RefineSettings
+from nerfconf.avatar.rendering.fast import Renderer
 from nerfconf.evaluate.metrics import psnr
 from nerfconf.tracks import ParamTrack
 

@@ -7,7 +7,7 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import Camera
-from nerfconf.avatar.renderer import FixedOccupancy, render_rays
+from nerfconf.avatar.rendering.renderer import FixedOccupancy, render_rays
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.field import BlendshapeField, FieldConfig
-from nerfconf.avatar.renderer import OccupancyGrid
+from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig
+from nerfconf.avatar.rendering.renderer import OccupancyGrid
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel, Intrinsics
 from nerfconf.tracks import ParamTrack

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from nerfconf.evaluate import lpips as lp
-from ..conftest import shared_data
 from nerfconf.evaluate.metrics import FrameScores, frame_scores, psnr, score_frames, ssim, ssim_map
+
+from ..conftest import shared_data
 
 
 def texture(size: int = 96, seed: int = 0) -> np.ndarray:

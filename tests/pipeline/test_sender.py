@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.fast import Renderer
 from nerfconf.avatar.pose_fit import PoseRefiner
+from nerfconf.avatar.rendering.fast import Renderer
 from nerfconf.capture.source import SourceSpec
 from nerfconf.codec.config import CodecConfig
 from nerfconf.evaluate.metrics import psnr

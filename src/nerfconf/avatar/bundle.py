@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.camera import Camera, HeadPose
-from nerfconf.avatar.field import BlendshapeField, FieldConfig
+from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel, FaceModelError
 

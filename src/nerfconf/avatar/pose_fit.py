@@ -30,7 +30,7 @@ import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import HeadPose
-from nerfconf.avatar.fast import Renderer, RenderSettings
+from nerfconf.avatar.rendering.fast import Renderer, RenderSettings
 from nerfconf.types import FaceParams
 
 __all__ = ["DEFAULT_REFINE_EVERY", "PoseFit", "PoseRefiner", "RefineError", "RefineSettings"]

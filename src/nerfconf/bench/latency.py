@@ -75,7 +75,7 @@ def transport_alone_ms(seconds: float = 10.0) -> float:
 def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolution: int | None = None,
                        out: Path = Path("latency_out"), progress: bool = False) -> dict:
     """Table 1: every module alone, then the same modules inside a running loopback call (the demo)."""
-    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
     from nerfconf.pipeline.demo import DemoSettings, run_demo  # noqa: PLC0415
     from nerfconf.pipeline.demo_clip import DEMO_CLIP  # noqa: PLC0415
 

@@ -40,7 +40,7 @@ def bench_render(
 ) -> dict:
     """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``;
     then PSNR against the reference renderer on ``quality_frames`` evenly spaced frames."""
-    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
 
     renderer = Renderer(bundle, resolution, device, threads=threads, settings=settings)
     gmacs = [sgemm_gmacs()]  # before and after the frames: the host's speed in the same run

@@ -9,10 +9,10 @@ from pathlib import Path
 import numba
 import torch
 
-from nerfconf.avatar.dataset import prepare
-from nerfconf.avatar.enroll import EnrollConfig
-from nerfconf.avatar.field import FieldConfig
-from nerfconf.avatar.trainer import TrainConfig, Trainer
+from nerfconf.avatar.fields.field import FieldConfig
+from nerfconf.avatar.training.dataset import prepare
+from nerfconf.avatar.training.enroll import EnrollConfig
+from nerfconf.avatar.training.trainer import TrainConfig, Trainer
 
 
 def bench_train(video: Path, *, resolution: int = 256, iterations: int = 200, warmup: int = 300,

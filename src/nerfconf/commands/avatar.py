@@ -17,7 +17,7 @@ from nerfconf.commands.common import (
 
 def enroll(args: argparse.Namespace) -> int:
     from nerfconf.avatar.bundle import bundle_size_bytes  # noqa: PLC0415
-    from nerfconf.avatar.enroll import QUICK, EnrollConfig, enroll  # noqa: PLC0415
+    from nerfconf.avatar.training.enroll import QUICK, EnrollConfig, enroll  # noqa: PLC0415
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
 
     apply_training_options(args)

@@ -167,7 +167,7 @@ def transport(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
-    from nerfconf.avatar.fast import RenderError, RenderSettings  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import RenderError, RenderSettings  # noqa: PLC0415
     from nerfconf.bench.render import bench_render  # noqa: PLC0415
     from nerfconf.commands.view import avatar_track, load_renderer  # noqa: PLC0415
 
@@ -291,6 +291,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     br.add_argument("--set", dest="setting", action="append", default=[], metavar="NAME=VALUE",
                     help="change one fast-path setting (repeatable), e.g. --set upsample_tolerance=0; names: "
                     "t_min, colour_weight_min, guide_margin, probe_alpha, probe_factor, probe_radius, "
-                    "upsample_tolerance, upsample_levels (see nerfconf.avatar.fast.RenderSettings)")
+                    "upsample_tolerance, upsample_levels (see nerfconf.avatar.rendering.fast.RenderSettings)")
     add_json_option(br)
     br.set_defaults(func=render)

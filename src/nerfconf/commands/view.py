@@ -48,7 +48,7 @@ def avatar_track(avatar: Path, track: Path | None, video: Path | None, test_fram
 
 def load_renderer(avatar: Path, resolution: int | None, device: str, threads: int | None = None):
     from nerfconf.avatar.bundle import AvatarBundle, BundleError  # noqa: PLC0415
-    from nerfconf.avatar.fast import Renderer, RenderError  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import Renderer, RenderError  # noqa: PLC0415
 
     try:
         bundle = AvatarBundle.load(avatar)
@@ -58,7 +58,7 @@ def load_renderer(avatar: Path, resolution: int | None, device: str, threads: in
 
 
 def view(args: argparse.Namespace) -> int:
-    from nerfconf.avatar import viewer  # noqa: PLC0415
+    from nerfconf.playout import viewer  # noqa: PLC0415
 
     bundle, renderer = load_renderer(args.avatar, args.resolution, args.device)
     track = avatar_track(args.avatar, args.track, args.video, args.test_frames, bundle, required=False,

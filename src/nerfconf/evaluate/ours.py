@@ -136,7 +136,7 @@ def avatar_renderer(bundle: AvatarBundle, samples: int = 48) -> tuple[str, Calla
     k = bundle.codec.layout.n_expression
     layout = ParamLayout(k, translation=True)
     try:
-        from nerfconf.avatar.fast import Renderer  # type: ignore[import-not-found]  # noqa: PLC0415
+        from nerfconf.avatar.rendering.fast import Renderer  # type: ignore[import-not-found]  # noqa: PLC0415
     except ImportError:
         Renderer = None  # noqa: N806
     if Renderer is not None:
@@ -149,11 +149,11 @@ def avatar_renderer(bundle: AvatarBundle, samples: int = 48) -> tuple[str, Calla
                                    f"at {bundle.resolution} px")
             return image
 
-        return "fast renderer (nerfconf.avatar.fast)", render_fast
+        return "fast renderer (nerfconf.avatar.rendering.fast)", render_fast
 
     import torch  # noqa: PLC0415
 
-    from nerfconf.avatar.renderer import FixedOccupancy, render_image  # noqa: PLC0415
+    from nerfconf.avatar.rendering.renderer import FixedOccupancy, render_image  # noqa: PLC0415
     from nerfconf.evaluate.quality import pose_camera  # noqa: PLC0415
 
     occupancy = FixedOccupancy(bundle.field, bundle.occupancy)

@@ -18,7 +18,7 @@ import torch
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
-from nerfconf.avatar.renderer import FixedOccupancy, render_image
+from nerfconf.avatar.rendering.renderer import FixedOccupancy, render_image
 from nerfconf.capture.video import probe
 from nerfconf.face.extract import FaceTracker
 from nerfconf.face.segment import head_frames
@@ -229,7 +229,7 @@ def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):
 
 
 def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
-    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
     track = held.track(fps, "held out")
     renderer = Renderer(bundle)
     renderer.prewarm()

@@ -42,7 +42,7 @@ def extract_demo_track(bundle: AvatarBundle, video: str | Path, *, frames: int, 
 
 def render_clip(bundle: AvatarBundle, track: ParamTrack, path: str | Path, *, progress: bool = True) -> Path:
     """Renders every frame of ``track`` with the avatar (pose included) into a lossless-ish mp4."""
-    from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+    from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
     from nerfconf.playout.sinks import VideoFileSink  # noqa: PLC0415
 
     renderer = Renderer(bundle)

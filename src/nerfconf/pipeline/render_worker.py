@@ -46,7 +46,7 @@ def _serve(bundle_dir: str, resolution: int | None, device: str, threads: int | 
            results: mp.Queue) -> None:
     try:
         from nerfconf.avatar.bundle import AvatarBundle  # noqa: PLC0415
-        from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+        from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
         bundle = AvatarBundle.load(bundle_dir)

@@ -77,7 +77,7 @@ class WindowSink:
 
     def __init__(self, title: str, size: tuple[int, int], view=None) -> None:
         from nerfconf.avatar.view import View  # noqa: PLC0415
-        from nerfconf.avatar.viewer import ViewControl  # noqa: PLC0415
+        from nerfconf.playout.viewer import ViewControl  # noqa: PLC0415
 
         try:
             import pygame  # noqa: PLC0415

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.hashgrid import reference_encode
-from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, ray_box
+from nerfconf.avatar.fields.hashgrid import reference_encode
+from nerfconf.avatar.rendering.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, ray_box
 
 
 class TorchPath:

@@ -27,8 +27,8 @@ import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import HeadPose
-from nerfconf.avatar.dataset import AvatarData
 from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings
+from nerfconf.avatar.training.dataset import AvatarData
 from nerfconf.face.pose import rotation_to_angles
 from nerfconf.types import FaceParams
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from nerfconf.avatar import hashgrid_kernels as K
+from nerfconf.avatar.fields import hashgrid_kernels as K
 
 
 class TableAdam:

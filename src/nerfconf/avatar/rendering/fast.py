@@ -39,12 +39,12 @@ import numba
 import numpy as np
 import torch
 
-from nerfconf.avatar import hashgrid_kernels as HK
-from nerfconf.avatar import render_kernels as RK
 from nerfconf.avatar.bundle import AvatarBundle, rest_translation
 from nerfconf.avatar.camera import Camera, HeadPose
-from nerfconf.avatar.mlp_kernels import InferenceMlp
-from nerfconf.avatar.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, render_image
+from nerfconf.avatar.fields import hashgrid_kernels as HK
+from nerfconf.avatar.rendering import render_kernels as RK
+from nerfconf.avatar.rendering.mlp_kernels import InferenceMlp
+from nerfconf.avatar.rendering.renderer import DEFERRED_MIN_OPACITY, FixedOccupancy, render_image
 from nerfconf.avatar.view import View
 from nerfconf.types import FaceParams, RenderedFrame
 
@@ -200,7 +200,7 @@ class Renderer:
             self._probe_step = float(self._box_size.max()) / REFERENCE_SAMPLES
             self._torch_path = None
         else:
-            from nerfconf.avatar.fast_torch import TorchPath  # noqa: PLC0415
+            from nerfconf.avatar.rendering.fast_torch import TorchPath  # noqa: PLC0415
 
             self._torch_path = TorchPath(bundle, self.device, REFERENCE_SAMPLES, self.settings.colour_weight_min)
         #: what the last frame cost: rays in the box, field evaluations, colour evaluations, rounds, ms

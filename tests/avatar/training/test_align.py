@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerfconf.avatar.align import AlignConfig, TrainingPoses
 from nerfconf.avatar.bundle import HELDOUT_TRACK, AvatarBundle
-from nerfconf.avatar.dataset import AvatarData
-from nerfconf.avatar.fast import Renderer
-from nerfconf.avatar.trainer import TrainConfig, Trainer, camera_of
+from nerfconf.avatar.rendering.fast import Renderer
+from nerfconf.avatar.training.align import AlignConfig, TrainingPoses
+from nerfconf.avatar.training.dataset import AvatarData
+from nerfconf.avatar.training.trainer import TrainConfig, Trainer, camera_of
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.tracks import ParamTrack
 
-SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "avatars" / "sample"
 #: yaw, pitch, roll (rad), x, y, z (m): about what the tracker gets wrong on the worst frames
 OFFSET = np.array([0.03, -0.02, 0.015, 0.004, -0.003, 0.0])
 FRAMES = (10, 14, 18, 22)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerfconf.avatar.hashgrid import blend_tables
-from nerfconf.avatar.table_adam import TableAdam, reference_blend_adam_step
+from nerfconf.avatar.fields.hashgrid import blend_tables
+from nerfconf.avatar.training.table_adam import TableAdam, reference_blend_adam_step
 
 
 def _problem(seed=0, shape=(5, 3, 64, 2)):

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 import torch
 
-from nerfconf.avatar import hashgrid_kernels as K
+from nerfconf.avatar.fields import hashgrid_kernels as K
 from nerfconf.types import DEFAULT_EXPRESSION_DIMS
 
 INIT_SCALE = 1e-4  # instant-NGP initialises table entries uniformly in +-1e-4
@@ -328,7 +328,7 @@ def benchmark(
 ) -> dict[str, float]:
     """Kernel timings (median of ``repeats`` after a warm-up) on random data.
 
-    Run as ``python -m nerfconf.avatar.hashgrid``; the defaults are the avatar's
+    Run as ``python -m nerfconf.avatar.fields.hashgrid``; the defaults are the avatar's
     grid (L = 12, F = 2, T = 2^14, K+1 = 47) and 2^18 samples on 2 threads.
     """
     config = config or HashGridConfig()

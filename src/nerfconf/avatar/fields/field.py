@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from nerfconf.avatar.hashgrid import BlendedHashGrid, HashGridConfig
+from nerfconf.avatar.fields.hashgrid import BlendedHashGrid, HashGridConfig
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfconf.avatar.align import AlignConfig, TrainingPoses, align_pass
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.camera import Camera
-from nerfconf.avatar.dataset import AvatarData
-from nerfconf.avatar.field import BlendshapeField, FieldConfig
-from nerfconf.avatar.renderer import OccupancyGrid, distortion, render_rays
-from nerfconf.avatar.table_adam import TableAdam
+from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig
+from nerfconf.avatar.rendering.renderer import OccupancyGrid, distortion, render_rays
+from nerfconf.avatar.training.align import AlignConfig, TrainingPoses, align_pass
+from nerfconf.avatar.training.dataset import AvatarData
+from nerfconf.avatar.training.table_adam import TableAdam
 from nerfconf.face.model import FaceModel
 
 
@@ -326,7 +326,7 @@ class Trainer:
 
     def score_heldout(self) -> float:
         """Mean PSNR of the held-out frames picked at the start, rendered from the tracker's poses."""
-        from nerfconf.avatar.fast import Renderer  # noqa: PLC0415
+        from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
         with torch.no_grad():

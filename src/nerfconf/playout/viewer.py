@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfconf.avatar.fast import Renderer
+from nerfconf.avatar.rendering.fast import Renderer
 from nerfconf.avatar.view import View, orbit
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import FaceParams

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-from nerfconf.avatar.hashgrid_kernels import encode_points
+from nerfconf.avatar.fields.hashgrid_kernels import encode_points
 
 #: Samples per chunk: 2048 x 80 float32 inputs and two 2048 x 64 activations fit in L2.
 CHUNK = 2048

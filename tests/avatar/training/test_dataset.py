@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from nerfconf.avatar.dataset import AvatarData, prepare
+from nerfconf.avatar.training.dataset import AvatarData, prepare
 from nerfconf.capture.video import CropBox
 from nerfconf.face.landmarks import FaceMeshDetector
 from nerfconf.face.segment import NECK_MARGIN
 
-from ..conftest import shared_data
+from ...conftest import shared_data
 
 
 @pytest.fixture(scope="module")

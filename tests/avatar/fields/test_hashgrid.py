@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerfconf.avatar import hashgrid_kernels as K
-from nerfconf.avatar.hashgrid import (
+from nerfconf.avatar.fields import hashgrid_kernels as K
+from nerfconf.avatar.fields.hashgrid import (
     BlendedHashGrid,
     HashGridConfig,
     blend_tables,

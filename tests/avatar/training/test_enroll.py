@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.dataset import AvatarData
-from nerfconf.avatar.enroll import EnrollConfig, enroll
+from nerfconf.avatar.training.dataset import AvatarData
+from nerfconf.avatar.training.enroll import EnrollConfig, enroll
 from nerfconf.codec.quantize import Bounds
 
-from ..conftest import shared_data
+from ...conftest import shared_data
 
 
 def test_enroll_writes_a_bundle_and_resumes(tmp_path):

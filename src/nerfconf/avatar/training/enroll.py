@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfconf.avatar.align import AlignConfig
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.avatar.dataset import AvatarData, prepare
-from nerfconf.avatar.field import FieldConfig
-from nerfconf.avatar.trainer import TrainConfig, Trainer
+from nerfconf.avatar.fields.field import FieldConfig
+from nerfconf.avatar.training.align import AlignConfig
+from nerfconf.avatar.training.dataset import AvatarData, prepare
+from nerfconf.avatar.training.trainer import TrainConfig, Trainer
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel
 from nerfconf.face.segment import NECK_MARGIN

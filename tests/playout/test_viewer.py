@@ -4,9 +4,9 @@ import av
 import numpy as np
 import pytest
 
-from nerfconf.avatar.fast import Renderer
+from nerfconf.avatar.rendering.fast import Renderer
 from nerfconf.avatar.view import View
-from nerfconf.avatar.viewer import (
+from nerfconf.playout.viewer import (
     KEY_STEP_DEG,
     STRIP_VIEWS,
     ViewControl,
@@ -15,7 +15,7 @@ from nerfconf.avatar.viewer import (
     write_orbit_video,
 )
 
-from .tiny_avatar import RESOLUTION, tiny_bundle, tiny_track
+from ..avatar.tiny_avatar import RESOLUTION, tiny_bundle, tiny_track
 
 
 def test_keys_and_drags_move_the_view_within_limits():

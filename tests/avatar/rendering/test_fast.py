@@ -8,19 +8,19 @@ import torch
 
 from nerfconf.avatar.bundle import HELDOUT_TRACK, AvatarBundle
 from nerfconf.avatar.camera import Camera
-from nerfconf.avatar.fast import Renderer, RenderError, RenderSettings
-from nerfconf.avatar.mlp_kernels import CHUNK, InferenceMlp
-from nerfconf.avatar.render_kernels import setup_rays
-from nerfconf.avatar.renderer import ray_box
+from nerfconf.avatar.rendering.fast import Renderer, RenderError, RenderSettings
+from nerfconf.avatar.rendering.mlp_kernels import CHUNK, InferenceMlp
+from nerfconf.avatar.rendering.render_kernels import setup_rays
+from nerfconf.avatar.rendering.renderer import ray_box
 from nerfconf.avatar.view import View
 from nerfconf.evaluate.metrics import psnr
 from nerfconf.face.pose import angles_to_rotation
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import FaceParams
 
-from .tiny_avatar import DISTANCE, RESOLUTION, K, tiny_bundle, tiny_track
+from ..tiny_avatar import DISTANCE, RESOLUTION, K, tiny_bundle, tiny_track
 
-SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "avatars" / "sample"
 
 
 @pytest.fixture(scope="module", params=["sample", "deferred"])
@@ -158,9 +158,9 @@ def test_other_resolutions_scale_the_focal_length(bundle):
 
 def _low_degree_field():
     """Degree-1 view dependence, with weights on the unused harmonics that a hostile file could hold."""
-    from nerfconf.avatar.field import BlendshapeField, FieldConfig
+    from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig
 
-    from .tiny_avatar import TINY
+    from ..tiny_avatar import TINY
 
     field = BlendshapeField(FieldConfig(n_expression=K, sh_degree=1, shading="sample", **TINY))
     with torch.no_grad():
@@ -179,7 +179,7 @@ def test_inference_mlp_matches_the_field(which):
     with torch.no_grad():
         h = field.density_net(enc)
         sigma_ref = torch.nn.functional.softplus(h[:, 0] - 1.0)
-        from nerfconf.avatar.field import spherical_harmonics
+        from nerfconf.avatar.fields.field import spherical_harmonics
 
         sh = spherical_harmonics(dirs) * field.sh_mask
         rgb_ref = torch.sigmoid(field.color_net(torch.cat([sh, h[:, 1:]], -1)))
@@ -197,8 +197,8 @@ def test_deferred_mlp_matches_the_field():
     field = tiny_bundle(shading="deferred").field
     mlp = InferenceMlp.from_field(field)
     assert mlp.deferred
-    from nerfconf.avatar import hashgrid_kernels as HK
-    from nerfconf.avatar.field import spherical_harmonics
+    from nerfconf.avatar.fields import hashgrid_kernels as HK
+    from nerfconf.avatar.fields.field import spherical_harmonics
 
     g = torch.Generator().manual_seed(0)
     n = 2 * CHUNK + 301
@@ -220,7 +220,7 @@ def test_deferred_mlp_matches_the_field():
 
 
 def test_density_at_points_matches_encoding_then_density():
-    from nerfconf.avatar import hashgrid_kernels as HK
+    from nerfconf.avatar.fields import hashgrid_kernels as HK
 
     field = tiny_bundle().field
     mlp = InferenceMlp.from_field(field)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.camera import Camera
-from nerfconf.avatar.field import BlendshapeField
+from nerfconf.avatar.fields.field import BlendshapeField
 
 
 def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

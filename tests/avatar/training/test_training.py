@@ -8,20 +8,20 @@ import torch
 
 from nerfconf.avatar.bundle import AvatarBundle, BundleError
 from nerfconf.avatar.camera import Camera
-from nerfconf.avatar.dataset import prepare
-from nerfconf.avatar.field import BlendshapeField, FieldConfig, spherical_harmonics
-from nerfconf.avatar.renderer import (
+from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig, spherical_harmonics
+from nerfconf.avatar.rendering.renderer import (
     OccupancyGrid,
     composite,
     distortion,
     ray_box,
     render_rays,
 )
-from nerfconf.avatar.trainer import LR_GAMMA, TrainConfig, Trainer, camera_of, head_boxes
+from nerfconf.avatar.training.dataset import prepare
+from nerfconf.avatar.training.trainer import LR_GAMMA, TrainConfig, Trainer, camera_of, head_boxes
 from nerfconf.codec.config import CodecConfig
 from nerfconf.types import ParamLayout
 
-from ..conftest import shared_data
+from ...conftest import shared_data
 
 TINY = dict(levels=4, features=2, log2_table=10, min_resolution=8, max_resolution=64, hidden=32)
 

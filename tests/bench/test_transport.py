@@ -27,7 +27,7 @@ def test_bench_transport_json_short_run(tmp_path, capsys, monkeypatch):
     assert main(["bench", "transport", "--json", "--seconds", "3", "--conditions", "clean", "--modes", "datagram",
                  "--traces", str(TRACES if TRACES.is_dir() else tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
-    (run,) = result["results"]
+    (run,) = result["runs"]
     assert run["alive"] and run["condition"] == "clean" and run["mode"] == "datagram"
     for direction in ("client_to_server", "server_to_client"):
         d = run[direction]

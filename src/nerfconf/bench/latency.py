@@ -67,9 +67,10 @@ def transport_alone_ms(seconds: float = 10.0) -> float:
     """Median one-way latency of coded frames over QUIC through the emulator at RTT 20 ms, clean."""
     from nerfconf.bench.transport import bench_transport  # noqa: PLC0415
 
-    result = bench_transport(seconds=seconds, conditions=["clean"], modes=["datagram"])
-    run = result["results"][0]
-    return float(np.median([run["client_to_server"]["latency_ms_p50"], run["server_to_client"]["latency_ms_p50"]]))
+    (run,) = bench_transport(seconds=seconds, conditions=["clean"], modes=["datagram"]).runs
+    if run.client_to_server is None or run.server_to_client is None:
+        raise RuntimeError(f"the loopback call for the transport timing did not come up: {run.error}")
+    return float(np.median([run.client_to_server.latency_ms_p50, run.server_to_client.latency_ms_p50]))
 
 
 def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolution: int | None = None,

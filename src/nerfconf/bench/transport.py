@@ -21,7 +21,7 @@ import asyncio
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +82,25 @@ class RunResult:
     description: str
     mode: str
     seconds: float
-    client_to_server: DirectionResult
-    server_to_client: DirectionResult
+    #: None when the call never came up
+    client_to_server: DirectionResult | None
+    server_to_client: DirectionResult | None
     #: the call stayed up for the whole run in both directions
     alive: bool
     error: str | None
+
+
+@dataclass(frozen=True)
+class TransportBench:
+    """``nerfconf bench transport``: every condition in every mode."""
+
+    fps: float
+    seconds: float
+    seed: int
+    track: str
+    codec: str
+    transport: TransportConfig
+    runs: list[RunResult]
 
 
 @dataclass
@@ -253,7 +267,7 @@ def bench_transport(
     traces: Path = Path("../shared/traces"),
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> dict:
+) -> TransportBench:
     """Runs every condition in every mode, one after another; ``progress`` is told after each run."""
     conditions = conditions or list(CONDITIONS)
     modes = modes or list(MODES)
@@ -271,20 +285,15 @@ def bench_transport(
         for condition in conditions:
             for mode in modes:
                 try:
-                    result = asdict(asyncio.run(run_condition(
+                    result = asyncio.run(run_condition(
                         condition, mode, seconds=seconds, traces=traces, codec=codec, track=call, seed=seed,
-                        identity_dir=Path(identity_dir))))
+                        identity_dir=Path(identity_dir)))
                 except TransportError as exc:  # the call never came up: a result, not a crash
-                    result = {"condition": condition, "mode": mode, "alive": False, "error": str(exc)}
+                    result = RunResult(condition, CONDITIONS[condition].description, mode, seconds, None, None,
+                                       False, str(exc))
                 results.append(result)
                 if progress is not None:
                     progress(f"{condition} / {mode}")
-    return {
-        "fps": FPS,
-        "seconds": seconds,
-        "seed": seed,
-        "track": call.source,
-        "codec": "8-bit equal-step, arithmetic coder, anchor prediction with acks, GOP 1 s",
-        "transport": asdict(TransportConfig()) | {"identity_dir": None},
-        "results": results,
-    }
+    return TransportBench(FPS, seconds, seed, call.source,
+                          "8-bit equal-step, arithmetic coder, anchor prediction with acks, GOP 1 s",
+                          TransportConfig(), results)

@@ -23,6 +23,7 @@ from nerfconf.commands.common import (
     load_track,
     sent_layout,
 )
+from nerfconf.report import to_json
 
 
 def codec(args: argparse.Namespace) -> int:
@@ -136,32 +137,33 @@ def transport(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(str(exc)) from exc
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
         return 0
     from rich.table import Table  # noqa: PLC0415
 
     from nerfconf.ui import console as make_console  # noqa: PLC0415
 
-    table = Table(title=f"transport at {result['fps']:g} fps, {result['seconds']:g} s per run, both directions "
+    table = Table(title=f"transport at {result.fps:g} fps, {result.seconds:g} s per run, both directions "
                   "(client->server / server->client)")
     for col in ("condition", "mode", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "concealed", "stall ms",
                 "payload kbps", "wire kbps", "alive"):
         table.add_column(col, justify="left" if col in ("condition", "mode") else "right")
 
-    def both(r: dict, key: str, fmt: str) -> str:
-        return f"{format(r['client_to_server'][key], fmt)} / {format(r['server_to_client'][key], fmt)}"
-
-    for r in result["results"]:
-        if "client_to_server" not in r:
-            table.add_row(r["condition"], r["mode"], *["-"] * 9, f"NO: {r['error']}")
+    for r in result.runs:
+        up, down = r.client_to_server, r.server_to_client
+        if up is None or down is None:
+            table.add_row(r.condition, r.mode, *["-"] * 9, f"NO: {r.error}")
             continue
-        lost = (f"{100 * r['client_to_server']['lost_fraction']:.2f} / "
-                f"{100 * r['server_to_client']['lost_fraction']:.2f} %")
-        table.add_row(r["condition"], r["mode"], both(r, "latency_ms_p50", ".1f"), both(r, "latency_ms_p95", ".1f"),
-                      both(r, "latency_ms_p99", ".1f"), both(r, "latency_ms_max", ".0f"), lost,
-                      both(r, "playout_concealed", "d"), both(r, "longest_stall_ms", ".0f"),
-                      both(r, "payload_kbps", ".2f"), both(r, "wire_kbps", ".1f"),
-                      "yes" if r["alive"] else f"NO: {r['error']}")
+
+        def both(key: str, fmt: str, up=up, down=down) -> str:
+            return f"{format(getattr(up, key), fmt)} / {format(getattr(down, key), fmt)}"
+
+        lost = f"{100 * up.lost_fraction:.2f} / {100 * down.lost_fraction:.2f} %"
+        table.add_row(r.condition, r.mode, both("latency_ms_p50", ".1f"), both("latency_ms_p95", ".1f"),
+                      both("latency_ms_p99", ".1f"), both("latency_ms_max", ".0f"), lost,
+                      both("playout_concealed", "d"), both("longest_stall_ms", ".0f"),
+                      both("payload_kbps", ".2f"), both("wire_kbps", ".1f"),
+                      "yes" if r.alive else f"NO: {r.error}")
     make_console().print(table)
     return 0
 

@@ -150,3 +150,10 @@ def test_scoring_commands_default_to_the_avatars_own_split(argv, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--help"])
     assert "the avatar's own split" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_clis_distortion_default_is_enrollments():
+    from nerfconf.avatar.training.enroll import EnrollConfig  # noqa: PLC0415
+    from nerfconf.commands.avatar import DISTORTION  # noqa: PLC0415
+
+    assert DISTORTION == EnrollConfig().distortion

@@ -15,6 +15,10 @@ from nerfconf.commands.common import (
 )
 
 
+#: enrollment's default distortion weight (``EnrollConfig.distortion``; torch-free here)
+DISTORTION = 0.3
+
+
 def enroll(args: argparse.Namespace) -> int:
     from nerfconf.avatar.bundle import bundle_size_bytes  # noqa: PLC0415
     from nerfconf.avatar.training.enroll import QUICK, EnrollConfig, enroll  # noqa: PLC0415
@@ -108,10 +112,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-loss-until", type=float, default=0.3,
                    help="fraction of the run during which the avatar's opacity is also fitted to the head mask, "
                    "so that it learns the silhouette before detail (default 0.3; 1 keeps it to the end)")
-    p.add_argument("--distortion", type=float, default=0.1,
+    p.add_argument("--distortion", type=float, default=DISTORTION,
                    help="weight of Mip-NeRF 360's distortion loss, which draws each ray's density together at "
-                   "the surface instead of a fog, so that rendering spends fewer samples a ray (default 0.1; "
-                   "0 turns it off)")
+                   f"the surface instead of a fog, so that rendering spends fewer samples a ray (default "
+                   f"{DISTORTION}: the same held-out quality as 0.1 with 40 %% fewer samples on cnn2; 0 turns it "
+                   "off)")
     add_training_options(p)
     p.add_argument("--no-crop", action="store_true", help="use whole frames instead of a crop around the head")
     p.set_defaults(func=enroll)

@@ -14,7 +14,6 @@ from nerfconf.commands.common import (
     existing_file,
 )
 
-
 #: enrollment's default distortion weight (``EnrollConfig.distortion``; torch-free here)
 DISTORTION = 0.3
 

@@ -100,7 +100,8 @@ def rd(args: argparse.Namespace) -> int:
 
     settings = RDSettings(frames=args.frames, test_frames=args.test_frames, codecs=args.codecs,
                           x265_kbps=args.x265_kbps, other_kbps=args.other_kbps,
-                          stop_x265_when_better=not args.full_ladder, samples=args.samples, vmaf=not args.no_vmaf)
+                          stop_x265_when_better=not args.full_ladder, samples=args.samples, vmaf=not args.no_vmaf,
+                          refine_pose=args.refine_pose, refine_every=refine_every(args.refine_every))
     out = args.out or Path("rd") / args.avatar.name
     try:
         result = run_rd(args.avatar, args.video, out, settings, progress=not args.json)
@@ -114,6 +115,16 @@ def rd(args: argparse.Namespace) -> int:
         print(summary_markdown(summary))
         print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
+
+
+def _add_refinement_options(p: argparse.ArgumentParser) -> None:
+    """What the scored sender does with its poses: the default sender's refinement, unless told not to."""
+    p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct each frame's head pose through the avatar first, as a default sender does (one "
+                   "64 px render per fitted frame), and score what its receiver shows; --no-refine-pose scores "
+                   "the tracker's poses, as a sender with --no-refine-pose sends them")
+    p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N",
+                   help=f"fit every Nth frame only, as a sender with --refine-every N does (default {REFINE_EVERY})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,12 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
                    "for quick comparisons; reported figures use the reference")
-    p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True,
-                   help="correct each frame's head pose through the avatar first, as a default sender does (one "
-                   "64 px render per fitted frame), and score what its receiver shows; --no-refine-pose scores "
-                   "the tracker's poses, as a sender with --no-refine-pose sends them")
-    p.add_argument("--refine-every", type=int, default=REFINE_EVERY, metavar="N",
-                   help=f"fit every Nth frame only, as a sender with --refine-every N does (default {REFINE_EVERY})")
+    _add_refinement_options(p)
     p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
     add_json_option(p)
     p.set_defaults(func=quality)
@@ -175,5 +181,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=48, help="samples per ray of the reference renderer")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (the other metrics are still computed)")
     p.add_argument("--no-grid", action="store_true", help="do not write the frame grid")
+    _add_refinement_options(p)
     add_json_option(p, "print one JSON object (no progress bars)")
     p.set_defaults(func=rd)

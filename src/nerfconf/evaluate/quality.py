@@ -187,26 +187,38 @@ def evaluate_quality(
 def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1, progress: bool = False) -> dict:
     """Replaces ``held``'s cameras (and pose parameters) by the sender-side refined ones, frame by frame
     in order, and says what it cost."""
+    info = refine_poses(bundle, held.params, held.references, held.indices, every=every, progress=progress)
+    k = bundle.face_model.n_expression
+    held.cameras[:] = [pose_camera(bundle, p[k : k + 6]) for p in held.params]
+    return info
+
+
+def refine_poses(bundle: AvatarBundle, params: np.ndarray, targets: np.ndarray, indices: np.ndarray, *,
+                 every: int = DEFAULT_REFINE_EVERY, progress: bool = False) -> dict:
+    """Corrects the poses in ``params`` (N, K + 6; in place) through the avatar, frame by frame in
+    order, as a default sender does before it codes them (``avatar.pose_fit``), against the
+    head-on-white frames ``targets``; returns what it cost and how far it moved them."""
     from nerfconf.avatar.pose_fit import PoseRefiner, RefineSettings  # noqa: PLC0415
     from nerfconf.types import FaceParams  # noqa: PLC0415
 
     refiner = PoseRefiner(bundle, RefineSettings(every=every))
     refiner.prewarm()
-    k = bundle.face_model.n_expression
-    items = range(len(held.cameras))
+    model = bundle.face_model
+    k = model.n_expression
+    items = range(len(params))
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
         items = tqdm(items, unit="frame", desc="refining poses")
     ms, moved = [], []
     for i in items:
-        if i and held.indices[i] != held.indices[i - 1] + 1:
+        if i and indices[i] != indices[i - 1] + 1:
             refiner.reset()  # frames without a face in between: the sender's filter restarted too
-        p = held.params[i]
-        fit = refiner.refine(FaceParams(held.expressions[i], p[k : k + 3], p[k + 3 : k + 6], True, 0.0,
-                                        int(held.indices[i])), held.references[i])
-        held.params[i, k : k + 3], held.params[i, k + 3 : k + 6] = fit.params.rotation, fit.params.translation
-        held.cameras[i] = pose_camera(bundle, held.params[i, k : k + 6])
+        p = params[i]
+        expression = np.clip(p[:k], model.bounds_lo[:k], model.bounds_hi[:k])
+        fit = refiner.refine(FaceParams(expression, p[k : k + 3], p[k + 3 : k + 6], True, 0.0, int(indices[i])),
+                             targets[i])
+        params[i, k : k + 3], params[i, k + 3 : k + 6] = fit.params.rotation, fit.params.translation
         if fit.fitted:
             ms.append(fit.ms)
         moved.append(fit.correction)
@@ -230,6 +242,7 @@ def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):
 
 def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
     from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
+
     track = held.track(fps, "held out")
     renderer = Renderer(bundle)
     renderer.prewarm()

@@ -31,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS, encode
 from nerfconf.evaluate.ffmpeg import decode_rgb, ffmpeg_exe, packet_sizes, write_lossless
 from nerfconf.evaluate.ours import OurStream, avatar_renderer, our_streams
+from nerfconf.evaluate.quality import refine_poses
 from nerfconf.evaluate.rdmath import Match, bd_rate, match_rate
 from nerfconf.evaluate.reference import CALL_FPS, ReferenceClip, reference_clip
 from nerfconf.evaluate.scoring import HIGHER_IS_BETTER, METRICS, score_clip
@@ -60,6 +62,10 @@ class RDSettings:
     stop_x265_when_better: bool = True
     samples: int = 48
     vmaf: bool = True
+    #: correct each held-out pose through the avatar before coding it, as a default sender does
+    #: (``avatar.pose_fit``, every ``refine_every``th frame); False: the tracker's poses
+    refine_pose: bool = True
+    refine_every: int = DEFAULT_REFINE_EVERY
 
 
 @dataclass
@@ -210,7 +216,11 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
 
     # -- ours ------------------------------------------------------------------------------
     renderer, render = avatar_renderer(bundle, settings.samples)
-    streams = our_streams(bundle, clip.params, clip.train_params, clip.fps)
+    params, refinement = clip.params.copy(), None
+    if settings.refine_pose:
+        refinement = refine_poses(bundle, params, clip.frames, clip.indices, every=settings.refine_every,
+                                  progress=progress)
+    streams = our_streams(bundle, params, clip.train_params, clip.fps)
     rendered: dict[str, tuple[np.ndarray, Path]] = {}
     for s in streams:
         if s.render_key not in rendered:
@@ -269,6 +279,7 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
         "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
         "seconds": round(time.time() - started, 1),
         "settings": asdict(settings),
+        "pose_refinement": refinement,
     }
     return RDResult(points, clip, scored, reference_video, renderer, settings, info)
 

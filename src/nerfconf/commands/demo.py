@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"sent {sender.get('sent', 0)} frames at {s['payload_kbps']:.2f} kbps payload "
                   f"({s['wire_kbps_sent']:.1f} kbps on the wire with QUIC/UDP/IP); "
                   f"received {receiver.get('decoded', 0)}, displayed {receiver.get('displayed', 0)}; "
-                  f"renderer: {s['renderer']}")
+                  f"{s['renderer']}")
     console.print(f"wrote {result.video} (input | received) and {result.stats_path}")
     return 0
 

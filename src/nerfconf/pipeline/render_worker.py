@@ -52,7 +52,7 @@ def _serve(bundle_dir: str, resolution: int | None, device: str, threads: int | 
         bundle = AvatarBundle.load(bundle_dir)
         renderer = Renderer(bundle, resolution, device, threads=threads)
         renderer.prewarm()
-        results.put(("ready", type(renderer).__name__))
+        results.put(("ready", f"{renderer.backend} renderer on {renderer.device.type}, {renderer.resolution} px"))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
         results.put(("error", f"{type(exc).__name__}: {exc}"))
         return

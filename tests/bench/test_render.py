@@ -21,15 +21,15 @@ def saved(tmp_path_factory):
 
 def test_bench_render_reports_speed_and_fidelity():
     result = bench_render(tiny_bundle(), tiny_track(6), frames=7, quality_frames=2)
-    ms = result["ms_per_frame"]
-    assert result["frames"] == 7 and 0 < ms["min"] <= ms["median"] <= ms["p95"]
-    assert result["resolution"] == RESOLUTION and result["device"].startswith("cpu")
-    assert result["threads"]["numba"] >= 1 and result["threads"]["torch"] >= 1
-    assert result["quality"]["frames"] == 2 and result["quality"]["psnr_min"] >= 40
+    ms = result.ms_per_frame
+    assert result.frames == 7 and 0 < ms.min <= ms.median <= ms.p95
+    assert result.resolution == RESOLUTION and result.device.startswith("cpu")
+    assert result.threads["numba"] >= 1 and result.threads["torch"] >= 1
+    assert result.quality.frames == 2 and result.quality.psnr_min >= 40
     # the cost in GMAC-equivalents is the median ms times the host's measured rate times the render threads
-    assert result["sgemm_gmacs_per_core"] > 0.1
-    expected = ms["median"] * 1e-3 * result["sgemm_gmacs_per_core"] * result["threads"]["numba"]
-    assert result["gmac_equivalents_median"] == pytest.approx(expected)
+    assert result.sgemm_gmacs_per_core > 0.1
+    expected = ms.median * 1e-3 * result.sgemm_gmacs_per_core * result.threads["numba"]
+    assert result.gmac_equivalents_median == pytest.approx(expected)
 
 
 def test_sgemm_rate_is_a_plausible_measurement():

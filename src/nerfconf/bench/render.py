@@ -8,6 +8,7 @@ inputs ``nerfconf eval quality`` renders.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -15,15 +16,59 @@ import numpy as np
 import torch
 
 from nerfconf.avatar.bundle import AvatarBundle
+from nerfconf.avatar.rendering.fast import RenderSettings
 from nerfconf.bench.host import gmac_equivalents, sgemm_gmacs
 from nerfconf.evaluate.metrics import psnr
 from nerfconf.tracks import ParamTrack
 
 
-def percentile_summary(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "min": float(a.min()),
-            "mean": float(a.mean())}
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds a frame over the timed frames."""
+
+    median: float
+    p95: float
+    min: float
+    mean: float
+
+    @classmethod
+    def of(cls, ms: list[float]) -> Timing:
+        a = np.asarray(ms)
+        return cls(float(np.median(a)), float(np.percentile(a, 95)), float(a.min()), float(a.mean()))
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """PSNR of the fast renderer against the reference renderer on a few frames."""
+
+    frames: int
+    psnr_min: float
+    psnr_mean: float
+    frame_indices: list[int]
+
+
+@dataclass(frozen=True)
+class RenderBench:
+    """``nerfconf bench render``: speed and cost of the receiver's renderer on one avatar."""
+
+    resolution: int
+    device: str
+    #: {"torch": n, "numba": n}
+    threads: dict[str, int]
+    frames: int
+    track: str
+    ms_per_frame: Timing
+    fps_median: float
+    #: this host's single-core sgemm rate on the renderer's shape, measured in the same run
+    sgemm_gmacs_per_core: float
+    #: median ms x sgemm GMAC/s x render threads (None on a GPU)
+    gmac_equivalents_median: float | None
+    #: the renderer's own counters and timings, medians over the frames
+    parts_median: dict[str, float]
+    prewarm_s: float
+    settings: RenderSettings
+    quality: Fidelity | None
+    avatar: str | None = None
 
 
 def bench_render(
@@ -37,7 +82,7 @@ def bench_render(
     quality_frames: int = 0,
     settings=None,
     progress: bool = False,
-) -> dict:
+) -> RenderBench:
     """ms per frame over ``frames`` frames of ``track`` (cycled if shorter), after ``prewarm``;
     then PSNR against the reference renderer on ``quality_frames`` evenly spaced frames."""
     from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
@@ -72,25 +117,25 @@ def bench_render(
     quality = fidelity(renderer, track, quality_frames) if quality_frames > 0 else None
     per_core = float(np.median(gmacs))
     render_threads = numba.get_num_threads()
-    return {
-        "resolution": renderer.resolution,
-        "device": _device_name(device),
-        "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
-        "frames": frames,
-        "track": track.source,
-        "ms_per_frame": percentile_summary(ms),
-        "fps_median": 1e3 / float(np.median(ms)),
-        "sgemm_gmacs_per_core": per_core,
-        "gmac_equivalents_median": None if device.startswith("cuda") else
+    return RenderBench(
+        resolution=renderer.resolution,
+        device=_device_name(device),
+        threads={"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
+        frames=frames,
+        track=track.source,
+        ms_per_frame=Timing.of(ms),
+        fps_median=1e3 / float(np.median(ms)),
+        sgemm_gmacs_per_core=per_core,
+        gmac_equivalents_median=None if device.startswith("cuda") else
         gmac_equivalents(float(np.median(ms)), per_core, render_threads),
-        "parts_median": {k: float(np.median(v)) for k, v in parts.items()},
-        "prewarm_s": prewarm_s,
-        "settings": renderer.settings.__dict__,
-        "quality": quality,
-    }
+        parts_median={k: float(np.median(v)) for k, v in parts.items()},
+        prewarm_s=prewarm_s,
+        settings=renderer.settings,
+        quality=quality,
+    )
 
 
-def fidelity(renderer, track: ParamTrack, frames: int) -> dict:
+def fidelity(renderer, track: ParamTrack, frames: int) -> Fidelity:
     """PSNR of the fast path against the reference renderer on evenly spaced face frames of a track.
 
     Each frame is rendered right after the one before it, as in a stream, so that
@@ -104,8 +149,7 @@ def fidelity(renderer, track: ParamTrack, frames: int) -> dict:
             renderer.render(track.params(int(i) - 1))
         params = track.params(int(i))
         scores.append(psnr(renderer.render(params).image, renderer.reference(params)))
-    return {"frames": len(scores), "psnr_min": min(scores), "psnr_mean": float(np.mean(scores)),
-            "frame_indices": [int(i) for i in pick]}
+    return Fidelity(len(scores), min(scores), float(np.mean(scores)), [int(i) for i in pick])
 
 
 def _device_name(device: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -188,21 +189,21 @@ def render(args: argparse.Namespace) -> int:
                               progress=not args.json)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    result["avatar"] = str(args.avatar)
+    result = dataclasses.replace(result, avatar=str(args.avatar))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
         return 0
-    ms = result["ms_per_frame"]
-    print(f"{result['resolution']}x{result['resolution']} on {result['device']}, threads {result['threads']}: "
-          f"median {ms['median']:.1f} ms, p95 {ms['p95']:.1f} ms, min {ms['min']:.1f} ms over {result['frames']} "
-          f"frames ({result['fps_median']:.1f} fps)")
-    if result["gmac_equivalents_median"] is not None:
-        print(f"cost {result['gmac_equivalents_median']:.2f} GMAC-equivalents a frame (median ms x this host's "
-              f"{result['sgemm_gmacs_per_core']:.1f} GMAC/s single-core sgemm x {result['threads']['numba']} threads)")
-    q = result.get("quality")
+    ms = result.ms_per_frame
+    print(f"{result.resolution}x{result.resolution} on {result.device}, threads {result.threads}: "
+          f"median {ms.median:.1f} ms, p95 {ms.p95:.1f} ms, min {ms.min:.1f} ms over {result.frames} "
+          f"frames ({result.fps_median:.1f} fps)")
+    if result.gmac_equivalents_median is not None:
+        print(f"cost {result.gmac_equivalents_median:.2f} GMAC-equivalents a frame (median ms x this host's "
+              f"{result.sgemm_gmacs_per_core:.1f} GMAC/s single-core sgemm x {result.threads['numba']} threads)")
+    q = result.quality
     if q:
-        print(f"against the reference renderer on {q['frames']} frames: PSNR min {q['psnr_min']:.2f} dB, "
-              f"mean {q['psnr_mean']:.2f} dB")
+        print(f"against the reference renderer on {q.frames} frames: PSNR min {q.psnr_min:.2f} dB, "
+              f"mean {q.psnr_mean:.2f} dB")
     return 0
 
 

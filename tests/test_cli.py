@@ -157,3 +157,34 @@ def test_the_clis_distortion_default_is_enrollments():
     from nerfconf.commands.avatar import DISTORTION  # noqa: PLC0415
 
     assert DISTORTION == EnrollConfig().distortion
+
+
+def _finished_avatar(directory):
+    directory.mkdir()
+    for name in ("bundle.json", "avatar.safetensors", "heldout_track.npz", "eval_quality.json", "notes.txt"):
+        (directory / name).write_text("x")
+    (directory / ".work").mkdir()
+    (directory / ".work" / "checkpoint.json").write_text("{}")
+
+
+def test_enroll_will_not_replace_a_finished_avatar_without_force(tmp_path, capsys):
+    out = tmp_path / "me"
+    _finished_avatar(out)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not a video")
+    assert main(["enroll", str(video), "-o", str(out)]) == 2
+    assert "already holds an avatar; --force replaces it" in capsys.readouterr().err
+    # --force, but the new video cannot be read: the old avatar stays as it was
+    assert main(["enroll", str(video), "-o", str(out), "--force"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".work", "avatar.safetensors", "bundle.json", "eval_quality.json", "heldout_track.npz", "notes.txt"])
+
+
+def test_replacing_an_avatar_removes_only_its_own_files(tmp_path):
+    from nerfconf.avatar.bundle import remove_bundle  # noqa: PLC0415
+
+    out = tmp_path / "me"
+    _finished_avatar(out)
+    remove_bundle(out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

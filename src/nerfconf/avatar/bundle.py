@@ -31,6 +31,19 @@ KIND = "nerfconf.avatar"
 #: The held-out parameter track stored beside a bundle, when there is one (`enroll` and
 #: `eval quality` write it; `view` and `bench render` play it).
 HELDOUT_TRACK = "heldout_track.npz"
+#: What a bundle directory holds: the bundle itself, and what commands derive from it beside it
+BUNDLE_FILES = ("bundle.json", "avatar.safetensors", "codec.json", "face_model.json", "face_model.safetensors")
+DERIVED_FILES = (HELDOUT_TRACK, "eval_quality.json", "eval_strip.png", "demo_track.npz", "demo_clip.mp4")
+
+
+def remove_bundle(directory: Path) -> None:
+    """Deletes a bundle, what was derived from it, and its enrollment's work directory, and
+    nothing else: only these known names, so a mistyped ``-o`` cannot empty a user's folder."""
+    import shutil  # noqa: PLC0415
+
+    for name in (*BUNDLE_FILES, *DERIVED_FILES):
+        (directory / name).unlink(missing_ok=True)
+    shutil.rmtree(directory / ".work", ignore_errors=True)
 
 
 class BundleError(ValueError):

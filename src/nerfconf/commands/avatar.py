@@ -45,6 +45,7 @@ def enroll(args: argparse.Namespace) -> int:
                           pose_alignment=args.pose_alignment, distortion=args.distortion, shading=args.shading,
                           mask_loss_until=args.mask_loss_until)
     try:
+        _claim_output(args.output, args.force, args.video)
         bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
@@ -52,6 +53,24 @@ def enroll(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: {bundle.resolution}px avatar, {t['iterations']} iterations "
           f"({t['seconds'] / 60:.1f} min training), {bundle_size_bytes(args.output) / 1e6:.1f} MB")
     return 0
+
+
+def _claim_output(output: Path, force: bool, video: Path) -> None:
+    """Refuses to replace a finished avatar unless told to; an interrupted enrollment (a work
+    directory without a bundle) is resumed as before. The video is opened first, so that a
+    replacement that cannot start leaves the old avatar where it was."""
+    from nerfconf.avatar.bundle import remove_bundle  # noqa: PLC0415
+    from nerfconf.capture.video import probe  # noqa: PLC0415
+
+    if output.exists() and not output.is_dir():
+        raise UserError(f"-o {output}: is a file, not a directory for the avatar bundle")
+    if not (output / "bundle.json").is_file():
+        return
+    if not force:
+        raise UserError(f"{output} already holds an avatar; --force replaces it (its held-out track and "
+                        "evaluation files go with it), or choose another -o")
+    probe(video)  # raises VideoError, naming what is wrong with it
+    remove_bundle(output)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quick makes a first one in under 10.")
     p.add_argument("video", type=existing_file, help="a video of the person talking to the camera")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle directory, e.g. avatars/NAME")
+    p.add_argument("--force", action="store_true",
+                   help="replace the avatar already in -o (otherwise enroll refuses; an interrupted enrollment "
+                   "there is resumed either way)")
     p.add_argument("--resolution", type=int, default=256, help="render resolution in pixels (default 256)")
     p.add_argument("--test-frames", type=int, default=HELD_OUT_FRAMES,
                    help=f"frames at the end never trained on, recorded in the bundle as its held-out split "

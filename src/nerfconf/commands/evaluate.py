@@ -24,7 +24,8 @@ def quality(args: argparse.Namespace) -> int:
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
     from nerfconf.evaluate.quality import evaluate_quality  # noqa: PLC0415
 
-    strip = args.strip or (args.avatar / "eval_strip.png")
+    # never into the bundle: a bundle holds only what its enrollment made (and a committed sample stays as it is)
+    strip = args.strip or Path(f"eval_strip_{args.avatar.resolve().name}.png")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
                                   strip=strip, fast=args.fast, refine_pose=args.refine_pose,
@@ -143,7 +144,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
                    "for quick comparisons; reported figures use the reference")
     _add_refinement_options(p)
-    p.add_argument("--strip", type=Path, default=None, help="image strip to write (default: in the bundle)")
+    p.add_argument("--strip", type=Path, default=None,
+                   help="image strip to write (default: eval_strip_NAME.png in the current directory, never in the bundle)")
     add_json_option(p)
     p.set_defaults(func=quality)
     p = ev_sub.add_parser(

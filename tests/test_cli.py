@@ -19,6 +19,19 @@ def test_every_command_explains_itself(argv, capsys):
     assert "usage: nerfconf" in capsys.readouterr().out
 
 
+def test_codec_commands_will_not_write_over_their_input(tmp_path, capsys):
+    track = synthetic_track(50, seed=4)
+    track.save(tmp_path / "t.npz")
+    before = (tmp_path / "t.npz").read_bytes()
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "t.npz"), "--test-frames", "0"]) == 2
+    assert "is also an input" in capsys.readouterr().err
+    assert (tmp_path / "t.npz").read_bytes() == before
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(tmp_path / "no" / "c.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(tmp_path), "--test-frames", "0"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
 def test_codec_fit_encode_decode_round_trip(tmp_path, capsys):
     track = synthetic_track(300, seed=4)
     track.face_found[100:110] = False

@@ -26,7 +26,19 @@ def _load_config(path: Path):
         raise UserError(f"{path}: {exc}") from exc
 
 
+def _output_path(output: Path, *inputs: Path) -> None:
+    """Refuses to write over one of the command's own inputs, or where no file can go."""
+    for path in inputs:
+        if path.exists() and output.exists() and output.resolve() == path.resolve():
+            raise UserError(f"-o {output} is also an input of this command; write somewhere else")
+    if output.is_dir():
+        raise UserError(f"-o {output} is a directory; name a file")
+    if not output.parent.is_dir():
+        raise UserError(f"-o {output}: its directory {output.parent} does not exist")
+
+
 def fit(args: argparse.Namespace) -> int:
+    _output_path(args.output, args.track)
     from nerfconf.codec.config import Allocation, CodecConfig, Reference
     from nerfconf.codec.entropy import CoderId
 
@@ -50,6 +62,7 @@ def fit(args: argparse.Namespace) -> int:
 
 
 def encode(args: argparse.Namespace) -> int:
+    _output_path(args.output, args.track, args.config)
     from nerfconf.codec.encoder import ParamEncoder
     from nerfconf.codec.frame import stuff
 
@@ -71,6 +84,7 @@ def encode(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
+    _output_path(args.output, args.input, args.config)
     import numpy as np
 
     from nerfconf.codec.decoder import ParamDecoder

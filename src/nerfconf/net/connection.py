@@ -230,8 +230,7 @@ class NerfProtocol(QuicConnectionProtocol):
         self._arm_timer()
 
     def close(self, error_code: int = CloseCode.NONE, reason_phrase: str = "") -> None:  # type: ignore[override]
-        self.call.close(CloseCode(error_code) if error_code in CloseCode._value2member_map_ else CloseCode.NONE,
-                        reason_phrase)
+        self.call.close(error_code, reason_phrase)
         self.transmit()
 
 

@@ -293,13 +293,11 @@ class CallProtocol:
         """Closes an authenticated peer the owner cannot take now (a full accept queue)."""
         self._fail(CloseCode.BUSY, "the server is not accepting more peers right now")
 
-    def close(self, code: CloseCode = CloseCode.NONE, reason: str = "") -> None:
-        if self.state in (State.CLOSING, State.CLOSED):
-            return
-        if self.close_reason is None:
+    def close(self, code: CloseCode | int = CloseCode.NONE, reason: str = "") -> None:
+        """Closes now; ``code`` goes on the wire (an application code the peer may not know is fine)."""
+        if self.close_reason is None and self.state not in (State.CLOSING, State.CLOSED):
             self.close_reason = f"closed locally{': ' + reason if reason else ''}"
-        self.state = State.CLOSING
-        self.quic.close(error_code=int(code), reason_phrase=reason[:200])
+        self._fail(code, reason)
 
     def fail_pin(self, message: str) -> None:
         """The server's certificate did not match the join string's pin (TLS aborts the handshake)."""
@@ -428,7 +426,7 @@ class CallProtocol:
         self.counters.control_bytes_sent += len(data)
         self.quic.send_stream_data(CONTROL_STREAM, data)
 
-    def _fail(self, code: CloseCode, reason: str) -> None:
+    def _fail(self, code: CloseCode | int, reason: str) -> None:
         if self.state in (State.CLOSING, State.CLOSED):
             return
         if self.close_reason is None:

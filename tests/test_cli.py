@@ -141,12 +141,14 @@ def test_the_clis_refinement_default_is_the_senders():
     assert DemoSettings().refine_pose and DemoSettings().refine_every == DEFAULT_REFINE_EVERY
 
 
-def test_the_clis_held_out_split_is_the_librarys():
+def test_the_clis_held_out_split_is_the_librarys(tmp_path):
     from nerfconf.avatar.training.enroll import EnrollConfig  # noqa: PLC0415
-    from nerfconf.commands.common import HELD_OUT_FRAMES as CLI_SPLIT  # noqa: PLC0415
+    from nerfconf.cli import build_parser  # noqa: PLC0415
     from nerfconf.tracks import HELD_OUT_FRAMES  # noqa: PLC0415
 
-    assert CLI_SPLIT == HELD_OUT_FRAMES == EnrollConfig().test_frames
+    (tmp_path / "v.mp4").write_bytes(b"")
+    args = build_parser().parse_args(["enroll", str(tmp_path / "v.mp4"), "-o", "out"])
+    assert args.test_frames == HELD_OUT_FRAMES == EnrollConfig().test_frames
 
 
 def test_commands_that_need_the_test_videos_name_where_they_looked(tmp_path, monkeypatch, capsys):

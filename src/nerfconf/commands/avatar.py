@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from nerfconf.commands.common import (
-    HELD_OUT_FRAMES,
     MLP_PRECISIONS,
     UserError,
     add_training_options,
     apply_training_options,
     existing_file,
 )
+from nerfconf.tracks import HELD_OUT_FRAMES  # numpy only: cheap enough for building the parser
 
 #: enrollment's default distortion weight (``EnrollConfig.distortion``; torch-free here)
 DISTORTION = 0.3

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from nerfconf.commands.common import (
     ANCHOR_CLIP,
-    HELD_OUT_FRAMES,
     MLP_PRECISIONS,
     UserError,
     add_avatar_option,
@@ -25,6 +24,7 @@ from nerfconf.commands.common import (
     sent_layout,
 )
 from nerfconf.report import to_json
+from nerfconf.tracks import HELD_OUT_FRAMES  # numpy only: cheap enough for building the parser
 
 
 def codec(args: argparse.Namespace) -> int:

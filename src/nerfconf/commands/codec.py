@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 from nerfconf.commands.common import (
-    HELD_OUT_FRAMES,
     UserError,
     existing_file,
     load_track,
     sent_layout,
 )
+from nerfconf.tracks import HELD_OUT_FRAMES  # numpy only: cheap enough for building the parser
 
 STREAM_MAGIC = b"NFC1"
 

@@ -113,9 +113,6 @@ def refine_every(n: int) -> int:
 
 # -- options several commands share: one definition each, so their defaults cannot drift --------
 
-#: the held-out split's default (``nerfconf.tracks.HELD_OUT_FRAMES``; torch-free here)
-HELD_OUT_FRAMES = 500
-
 #: where commands that need the shared test videos look for them, unless --data says otherwise
 DATA_ENV = "NERFCONF_DATA"
 DEFAULT_DATA = Path("../shared/data")

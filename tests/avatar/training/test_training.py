@@ -74,17 +74,23 @@ def test_camera_rays_point_through_pixels():
     assert d[0, 2] > 0.999 and d[1, 0] > 0  # centre looks ahead, right edge looks right
 
 
-@pytest.mark.parametrize("shading", ["deferred", "sample"])
-def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path, shading):
+# Both precisions on every host: a host without native bfloat16 trains in float32 by default,
+# and bf16 is emulated (slowly, but the same arithmetic) where the hardware lacks it.
+@pytest.mark.parametrize(("shading", "bf16"), [("deferred", False), ("deferred", True), ("sample", False),
+                                               ("sample", True)])
+def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path, shading, bf16):
     model, data = clip
     k = model.n_expression
     cfg = FieldConfig(n_expression=k, shading=shading, **TINY)
     train = TrainConfig(iterations=300, rays_per_batch=384, samples_per_ray=24, occupancy_warmup=100,
-                        checkpoint_every=150)
+                        checkpoint_every=150, bf16_mlp=bf16)
     trainer = Trainer(data, cfg, train, (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
-    losses = []
-    trainer.train(progress=False, on_step=lambda s: losses.append(s["loss"]))
-    assert np.mean(losses[-30:]) < 0.6 * np.mean(losses[:30])
+    # Judged on fixed rays, not on the batch losses: those are noisy, and they include the mask
+    # term, which the schedule turns off part-way.
+    before = _photometric_mse(trainer)
+    trainer.train(progress=False)
+    after = _photometric_mse(trainer)
+    assert after < 0.4 * before  # about 0.18 in both precisions and both shadings
     assert 0.0 < trainer.occupancy.fraction() < 1.0  # empty space got pruned
     # resuming restores the weights and the schedule
     again = Trainer(data, cfg, train, (model.bounds_lo[:k], model.bounds_hi[:k]), tmp_path / "work")
@@ -92,6 +98,25 @@ def test_training_on_a_real_clip_reduces_the_loss(clip, tmp_path, shading):
     for a, b in zip(trainer.field.parameters(), again.field.parameters()):
         assert torch.equal(a, b)
     assert again.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.optimizer.param_groups[0]["lr"])
+
+
+def _photometric_mse(trainer: Trainer, frames=(0, 17, 33), stride: int = 3) -> float:
+    """Mean squared colour error of the field on every ``stride``-th pixel of a few training frames,
+    rendered without jitter, so that two calls on the same field agree exactly."""
+    data = trainer.data
+    ys, xs = np.mgrid[0:data.resolution:stride, 0:data.resolution:stride]
+    pixels = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    errors = []
+    with torch.no_grad():
+        for i in frames:
+            origins, dirs = camera_of(data, i, trainer.poses).rays(pixels)
+            expression = torch.from_numpy(data.expressions[i].astype(np.float32))
+            out = render_rays(trainer.field, origins, dirs, expression, samples=trainer.config.samples_per_ray,
+                              perturb=False)
+            target = torch.from_numpy(data.images[i][pixels[:, 1], pixels[:, 0]].astype(np.float32) / 255.0)
+            errors.append(float((out.rgb - target).square().mean()))
+    trainer.field.train()
+    return float(np.mean(errors))
 
 
 def _trainer(clip, tmp_path, **kw):

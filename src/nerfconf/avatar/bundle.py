@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerfconf.atomic_dir import replace_directory
 from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.fields.field import BlendshapeField, FieldConfig
 from nerfconf.codec.config import CodecConfig
 from nerfconf.face.model import FaceModel, FaceModelError
+from nerfconf.file_format import format_problem
 
 BUNDLE_FORMAT = 1
 KIND = "nerfconf.avatar"
@@ -75,16 +77,17 @@ class AvatarBundle:
         return Camera.of_pose(pose, self.focal, self.resolution)
 
     def save(self, directory: str | Path) -> None:
+        """Writes the bundle into ``directory`` as one step: a crash part way leaves the old
+        bundle there (or none), never a mix of two. Whatever else the directory holds (the
+        enrollment's ``.work``, a README, a user's notes) is kept, except the files derived
+        from the old bundle (:data:`DERIVED_FILES`), which would no longer describe it."""
         from safetensors.torch import save_file  # noqa: PLC0415
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for name, value in self.field.state_dict().items():
             # The hash tables are most of the bytes and lose nothing visible in fp16.
             tensors[name] = value.half().contiguous() if name.startswith("encoding.") else value.contiguous()
         tensors["occupancy"] = self.occupancy.to(torch.uint8).contiguous()
-        save_file(tensors, str(directory / "avatar.safetensors"))
         meta = {
             "format": BUNDLE_FORMAT,
             "kind": KIND,
@@ -93,9 +96,14 @@ class AvatarBundle:
             "field": self.field.config.to_dict(),
             **self.metadata,
         }
-        (directory / "bundle.json").write_text(json.dumps(meta, indent=1))
-        self.face_model.save(directory)
-        (directory / "codec.json").write_text(self.codec.to_json())
+        try:
+            with replace_directory(Path(directory), drop=DERIVED_FILES) as staging:
+                save_file(tensors, str(staging / "avatar.safetensors"))
+                (staging / "bundle.json").write_text(json.dumps(meta, indent=1))
+                self.face_model.save(staging)
+                (staging / "codec.json").write_text(self.codec.to_json())
+        except NotADirectoryError as exc:
+            raise BundleError(str(exc)) from exc
 
     @classmethod
     def load(cls, directory: str | Path) -> AvatarBundle:
@@ -112,14 +120,16 @@ class AvatarBundle:
             raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("kind") != KIND:
             raise BundleError(f"{meta_path}: not a nerfconf avatar bundle")
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{meta_path}: bundle format {meta.get('format')}, this version reads {BUNDLE_FORMAT}"
-            )
+        if problem := format_problem(meta.get("format"), BUNDLE_FORMAT):
+            raise BundleError(f"{meta_path}: bundle {problem}")
+        resolution = meta.get("resolution")
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or not 16 <= resolution <= 4096:
+            raise BundleError(f"{meta_path}: resolution must be a whole number of pixels in 16..4096, "
+                              f"got {resolution!r}")
         try:
             field_cfg = meta["field"]
             config = FieldConfig.from_dict(field_cfg)
-            resolution, focal = int(meta["resolution"]), float(meta["focal"])
+            focal = float(meta["focal"])
             tensors = load_file(str(directory / "avatar.safetensors"))
         except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{directory}: damaged avatar weights or settings ({exc})") from exc

@@ -16,6 +16,7 @@ from nerfconf.codec.expgolomb import ExpGolombCoder
 from nerfconf.codec.frame import FORMAT_VERSION, MAX_REF_DISTANCE
 from nerfconf.codec.priors import fit_priors
 from nerfconf.codec.quantize import Bounds, Quantizer, equal_step_bits, normalize_bits
+from nerfconf.file_format import format_problem
 from nerfconf.types import ParamLayout
 
 DEFAULT_FPS = 20.0
@@ -112,8 +113,8 @@ class CodecConfig:
     def from_json(cls, text: str) -> CodecConfig:
         try:
             obj = json.loads(text)
-            if obj["format"] != FORMAT_VERSION:
-                raise ValueError(f"codec format {obj['format']}, this version reads {FORMAT_VERSION}")
+            if problem := format_problem(obj["format"], FORMAT_VERSION):
+                raise ValueError(f"codec {problem}")
             priors = obj.get("priors")
             return cls(
                 layout=ParamLayout(int(obj["n_expression"]), bool(obj["translation"])),

@@ -1,11 +1,14 @@
 """``enroll`` end to end on a short real clip, at a tiny resolution and a few iterations."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
 from nerfconf.avatar.training.dataset import AvatarData
-from nerfconf.avatar.training.enroll import EnrollConfig, enroll
+from nerfconf.avatar.training.enroll import EnrollConfig, claim_work, enroll
 from nerfconf.codec.quantize import Bounds
 
 from ...conftest import shared_data
@@ -46,3 +49,24 @@ def test_enroll_writes_a_bundle_and_resumes(tmp_path):
     assert again.metadata["training"]["iterations"] == 30
     with pytest.raises(ValueError, match="other settings"):
         enroll(video, out, EnrollConfig(**{**config.__dict__, "resolution": 64}), progress=False)
+
+
+def test_a_resume_is_keyed_on_the_videos_content_not_its_path(tmp_path):
+    video, out = tmp_path / "me.mp4", tmp_path / "avatar"
+    shutil.copy(shared_data("short_1.mp4"), video)
+    config = EnrollConfig(resolution=48, test_frames=20)
+    claim_work(out / ".work", video, config)  # as an enrollment interrupted after it began
+    # the same clip under another name resumes: it is the same frames
+    moved = tmp_path / "moved.mp4"
+    shutil.copy(video, moved)
+    claim_work(out / ".work", moved, config)
+    # another clip at the same path must not reuse the first one's frames and checkpoint
+    shutil.copy(shared_data("d6.mp4"), video)
+    with pytest.raises(ValueError, match="interrupted enrollment of another video"):
+        enroll(video, out, config, progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(resolution\)"):
+        claim_work(out / ".work", moved, EnrollConfig(resolution=64, test_frames=20))
+    # a work directory from before, which recorded only the path, is not trusted either
+    (out / ".work" / "settings.json").write_text(json.dumps({"video": str(moved.resolve())}))
+    with pytest.raises(ValueError, match="recorded the video's path rather than its content"):
+        claim_work(out / ".work", moved, config)

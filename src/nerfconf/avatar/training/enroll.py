@@ -15,6 +15,7 @@ few minutes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -74,18 +75,45 @@ class EnrollConfig:
 QUICK = EnrollConfig(max_minutes=6.0)
 
 
+def video_digest(path: Path) -> str:
+    """SHA-256 of the video's bytes: what a resumed enrollment must have been started from.
+
+    The whole file, not its path (a path can be given a new clip) nor its size and time (a copy
+    keeps neither): hashing runs at about 1 GB/s, 3 ms for the 3 MB obama.mp4, against the half
+    hour an enrollment takes.
+    """
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def claim_work(work: Path, video: Path, config: EnrollConfig) -> None:
+    """Takes the work directory for this video and these settings, or refuses: the frames and
+    checkpoint in it were made from its video with its settings, and must not be reused for
+    another clip at the same path."""
+    work.mkdir(parents=True, exist_ok=True)
+    settings = work / "settings.json"
+    wanted = {"video_sha256": video_digest(video), **asdict(config)}
+    for key in ("iterations", "max_minutes", "device", "bf16_mlp"):  # these may change on resuming
+        wanted.pop(key)
+    if settings.is_file():
+        held = json.loads(settings.read_text())
+        if "video_sha256" not in held:
+            raise ValueError(f"{work} holds an enrollment begun by an earlier nerfconf, which recorded the "
+                             "video's path rather than its content; remove it to start over")
+        if held["video_sha256"] != wanted["video_sha256"]:
+            raise ValueError(f"{work} holds an interrupted enrollment of another video (or of an earlier version "
+                             f"of {video.name}); remove {work} to start over from this one")
+        if held != wanted:
+            changed = sorted(k for k in wanted.keys() | held.keys() if held.get(k) != wanted.get(k))
+            raise ValueError(f"{work} holds an enrollment with other settings ({', '.join(changed)}); "
+                             "remove it to start over")
+    settings.write_text(json.dumps(wanted))
+
+
 def enroll(video: str | Path, output: str | Path, config: EnrollConfig, *, progress: bool = True) -> AvatarBundle:
     output = Path(output)
     work = output / ".work"
-    work.mkdir(parents=True, exist_ok=True)
-    settings = work / "settings.json"
-    wanted = {"video": str(Path(video).resolve()), **asdict(config)}
-    for key in ("iterations", "max_minutes", "device", "bf16_mlp"):  # these may change on resuming
-        wanted.pop(key)
-    if settings.is_file() and json.loads(settings.read_text()) != wanted:
-        raise ValueError(f"{work} holds an enrollment with other settings; remove it to start over")
-    settings.write_text(json.dumps(wanted))
-
+    claim_work(work, Path(video), config)
     data_path = work / "frames.npz"
     if data_path.is_file() and (work / "face_model.json").is_file():
         data, model = AvatarData.load(data_path), FaceModel.load(work)

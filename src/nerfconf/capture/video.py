@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -11,6 +12,8 @@ import av
 import numpy as np
 
 from nerfconf.types import Frame
+
+log = logging.getLogger(__name__)
 
 
 class VideoError(ValueError):
@@ -109,7 +112,8 @@ def read_frames(
     at or after each tick, as a camera running at that rate would have seen.
     ``t_capture`` is the frame's presentation time in seconds, and ``index``
     its index in the source. A file that breaks partway raises
-    :class:`VideoError` naming the frame, after the frames before it were yielded.
+    :class:`VideoError` naming the frame, after the frames before it were yielded;
+    one that ends cleanly before the frame count in its header logs a warning.
     """
     info = probe(path)
     if fps is not None and fps <= 0:
@@ -140,6 +144,11 @@ def read_frames(
                         frame = frame.reformat(width=size, height=size)
                     image = frame.to_ndarray(format="rgb24")
                 yield Frame(image=image, t_capture=t, index=index)
+            else:
+                if info.frames and index + 1 < info.frames:
+                    # a file cut short (a copy or a recording that stopped) decodes cleanly up to the cut
+                    log.warning("%s: the video ends after %d of the %d frames its header lists (truncated?); "
+                                "using those", info.path, index + 1, info.frames)
     except av.FFmpegError as exc:
         raise VideoError(f"{info.path}: decoding failed at frame {index + 1} ({exc})") from exc
     if index < start:

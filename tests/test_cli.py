@@ -203,3 +203,9 @@ def test_replacing_an_avatar_removes_only_its_own_files(tmp_path):
     _finished_avatar(out)
     remove_bundle(out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_netem_refuses_a_delay_beyond_any_network(capsys):
+    assert main(["netem", "--target", "127.0.0.1:9", "--delay-ms", "1e9"]) == 2
+    err = capsys.readouterr().err
+    assert err == "nerfconf: error: delay must be 0..10000 ms, got 1e+09\n"

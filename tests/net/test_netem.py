@@ -16,6 +16,8 @@ from nerfconf.net.netem import (
     load_alphartc,
     load_mahimahi,
 )
+from nerfconf.net.netem.link import MAX_DELAY_MS, MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_PACKETS
+from nerfconf.net.netem.relay import MAX_CLIENTS
 from nerfconf.net.netem.traces import AlphaRtcTrace, MahimahiTrace, TraceSegment
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
@@ -155,3 +157,88 @@ def test_relay_forwards_both_ways_with_delay():
         echo.close()
 
     asyncio.run(main())
+
+
+async def _echo_server():
+    """A UDP server that answers every datagram with it in capitals; (its socket, address)."""
+    loop = asyncio.get_running_loop()
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, t):
+            self.t = t
+
+        def datagram_received(self, data, addr):
+            self.t.sendto(data.upper(), addr)
+
+    transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    return transport, transport.get_extra_info("sockname")
+
+
+async def _ask(address, payload=b"ping", timeout=1.0):
+    """Sends one datagram from a new client socket; the answer, or None if none came in time."""
+    loop = asyncio.get_running_loop()
+    got = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            if not got.done():
+                got.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=address)
+    transport.sendto(payload)
+    try:
+        return await asyncio.wait_for(got, timeout)
+    except TimeoutError:
+        return None
+    finally:
+        transport.close()
+
+
+def test_a_new_clients_first_packet_is_delivered():
+    async def main():
+        echo, address = await _echo_server()
+        async with NetemRelay(address, LinkSpec(), LinkSpec()) as relay:
+            # no delay: the packet is due before the client's upstream socket has opened
+            assert await _ask(relay.address) == b"PING"
+            assert relay.stats().up.delivered == 1 and relay.stats().down.delivered == 1
+        echo.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("idle_s", [0.2, 30.0])
+def test_idle_clients_make_room_for_new_ones(idle_s):
+    async def main():
+        echo, address = await _echo_server()
+        async with NetemRelay(address, LinkSpec(), LinkSpec(), client_idle_s=idle_s) as relay:
+            answers = await asyncio.gather(*(_ask(relay.address, b"c%d" % i) for i in range(MAX_CLIENTS)))
+            assert answers == [b"C%d" % i for i in range(MAX_CLIENTS)]
+            await asyncio.sleep(0.3)
+            late = await _ask(relay.address, b"late", timeout=0.3)
+            stats = relay.stats()
+        echo.close()
+        return late, stats
+
+    late, stats = asyncio.run(main())
+    if idle_s < 0.3:  # every client has been quiet for longer than that: their sockets give way
+        assert late == b"LATE"
+        assert stats.expired_clients == MAX_CLIENTS and stats.clients == 1 and stats.refused_clients == 0
+    else:  # all still within their idle time: the table is full
+        assert late is None
+        assert stats.expired_clients == 0 and stats.clients == MAX_CLIENTS and stats.refused_clients == 1
+
+
+def test_delay_is_bounded_and_what_a_link_holds_is_capped():
+    with pytest.raises(NetemError, match=r"delay must be 0\.\.10000 ms, got 1e\+09"):
+        LinkSpec(delay_ms=1e9)
+    with pytest.raises(NetemError, match="jitter must be"):
+        LinkSpec(jitter_ms=float("nan"))
+    model = LinkModel(LinkSpec(delay_ms=MAX_DELAY_MS))
+    out = [model.submit(i * 1e-6, 10) for i in range(MAX_IN_FLIGHT_PACKETS + 100)]
+    assert sum(o is not None for o in out) == MAX_IN_FLIGHT_PACKETS
+    assert model.stats.overflow_drops == 100
+    # once the first packets have been delivered there is room again
+    assert model.submit(MAX_DELAY_MS / 1000 + 0.01, 10) is not None
+    big = LinkModel(LinkSpec(delay_ms=MAX_DELAY_MS))
+    held = [big.submit(0.0, 1400) for _ in range(MAX_IN_FLIGHT_BYTES // 1400 + 10)]
+    assert sum(h is not None for h in held) == MAX_IN_FLIGHT_BYTES // 1400

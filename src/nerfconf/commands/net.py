@@ -56,7 +56,7 @@ async def _relay(args: argparse.Namespace, up, down) -> dict:
                 await asyncio.Event().wait()
         finally:
             stats = relay.stats()
-        return {"up": asdict(stats.up), "down": asdict(stats.down), "clients": stats.clients}
+        return asdict(stats)
 
 
 def run(args: argparse.Namespace) -> int:

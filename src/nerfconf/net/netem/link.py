@@ -9,6 +9,10 @@ A packet submitted at time ``t`` goes through, in order:
 3. propagation delay plus jitter; without reordering a packet never
    overtakes the one before it.
 
+Every packet the link holds, queued or on its way, counts against a bound
+(:data:`MAX_IN_FLIGHT_PACKETS`, :data:`MAX_IN_FLIGHT_BYTES`): an emulated link
+must not hold a sender's flood in memory for as long as its delay lasts.
+
 :meth:`LinkModel.submit` returns the delivery time, or None for a drop. The
 decisions depend only on the seed and the sequence of (time, size) given,
 so a run replays exactly.
@@ -16,12 +20,20 @@ so a run replays exactly.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import deque
 from dataclasses import dataclass, field
 
 from nerfconf.net.errors import NetemError
 from nerfconf.net.netem.traces import MAHIMAHI_MTU, AlphaRtcTrace, MahimahiTrace
+
+#: the longest one-way delay (and jitter) a link accepts: beyond it nothing is a network condition
+MAX_DELAY_MS = 10_000.0
+#: packets and bytes one direction holds at once, queued or delayed; beyond them it drops (the
+#: relay keeps a timer and the payload for each, so without a bound a flood is held for the delay)
+MAX_IN_FLIGHT_PACKETS = 65_536
+MAX_IN_FLIGHT_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,10 @@ class LinkSpec:
     mahimahi: MahimahiTrace | None = None
 
     def __post_init__(self) -> None:
-        if self.delay_ms < 0 or self.jitter_ms < 0:
-            raise NetemError("delay and jitter must be >= 0 ms")
+        for name in ("delay_ms", "jitter_ms"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_DELAY_MS:  # also refuses NaN
+                raise NetemError(f"{name.replace('_ms', '')} must be 0..{MAX_DELAY_MS:g} ms, got {value:g}")
         if not 0.0 <= self.loss <= 1.0:
             raise NetemError(f"loss must be a probability in 0..1, got {self.loss}")
         if self.rate_kbps is not None and self.rate_kbps <= 0:
@@ -86,6 +100,8 @@ class LinkStats:
     lost: int = 0
     queue_drops: int = 0
     max_queue_bytes: int = 0
+    #: dropped because the link already held MAX_IN_FLIGHT_PACKETS or MAX_IN_FLIGHT_BYTES
+    overflow_drops: int = 0
 
 
 @dataclass
@@ -100,6 +116,8 @@ class LinkModel:
         self._busy_until = 0.0  # when the bottleneck finishes its queue
         self._queue: deque[tuple[float, int]] = deque()  # (departure, size) still queued
         self._queued_bytes = 0
+        self._in_flight: list[tuple[float, int]] = []  # heap of (delivery, size) not yet delivered
+        self._in_flight_bytes = 0
         self._last_delivery = 0.0
         # Mahimahi: the opportunity the last packet finished in, and its unused bytes
         self._mm_index = -1
@@ -112,6 +130,11 @@ class LinkModel:
         s.bytes += size
         if self._lost(t):
             s.lost += 1
+            return None
+        while self._in_flight and self._in_flight[0][0] <= t:
+            self._in_flight_bytes -= heapq.heappop(self._in_flight)[1]
+        if len(self._in_flight) >= MAX_IN_FLIGHT_PACKETS or self._in_flight_bytes + size > MAX_IN_FLIGHT_BYTES:
+            s.overflow_drops += 1
             return None
         while self._queue and self._queue[0][0] <= t:
             self._queued_bytes -= self._queue.popleft()[1]
@@ -127,6 +150,8 @@ class LinkModel:
         if not self.spec.reorder:
             delivery = max(delivery, self._last_delivery)
         self._last_delivery = max(self._last_delivery, delivery)
+        heapq.heappush(self._in_flight, (delivery, size))
+        self._in_flight_bytes += size
         s.delivered += 1
         return delivery
 

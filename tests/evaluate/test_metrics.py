@@ -14,7 +14,17 @@ import numpy as np
 import pytest
 
 from nerfconf.evaluate import lpips as lp
-from nerfconf.evaluate.metrics import FrameScores, frame_scores, psnr, score_frames, ssim, ssim_map
+from nerfconf.evaluate.metrics import (
+    FrameScores,
+    ScoreSummary,
+    Summary,
+    frame_scores,
+    psnr,
+    score_frames,
+    ssim,
+    ssim_map,
+)
+from nerfconf.report import to_json
 
 from ..conftest import shared_data
 
@@ -248,22 +258,31 @@ def test_score_frames_summary(img):
     masks = np.zeros(refs.shape[:3], np.float32)
     masks[:, 20:70, 20:70] = 1.0
     out = score_frames(refs, rend, masks)
-    assert out["frames"] == 3
-    assert set(out["full"]) == {"psnr", "ssim", "lpips"} and set(out["head"]) == {"psnr", "ssim"}
-    for group in out.values():
-        if isinstance(group, dict):
-            for s in group.values():
-                assert set(s) == {"mean", "median", "p10", "p90", "per_frame"} and len(s["per_frame"]) == 3
-                assert s["p10"] <= s["median"] <= s["p90"]
-    assert out["full"]["psnr"]["per_frame"][0] == math.inf
-    assert out["full"]["lpips"]["per_frame"][0] == 0.0
-    assert out["full"]["ssim"]["per_frame"][1] == pytest.approx(ssim(img, rend[1]))
-    assert out["head"]["psnr"]["per_frame"][2] == pytest.approx(psnr(img, rend[2], masks[2]))
-    assert out["full"]["lpips"]["median"] == pytest.approx(float(lp.lpips_distance(img, rend[1])), rel=1e-5)
-    json.dumps(out)  # plain floats and lists
+    assert isinstance(out, ScoreSummary) and out.frames == 3
+    summaries = [out.full.psnr, out.full.ssim, out.full.lpips, out.head.psnr, out.head.ssim]
+    for s in summaries:
+        assert isinstance(s, Summary) and len(s.per_frame) == 3 and s.p10 <= s.median <= s.p90
+    assert out.full.psnr.per_frame[0] == math.inf
+    # the tails are frame values: the worst tenth is the noisiest frame, the best the identical one
+    assert out.full.psnr.p10 == out.full.psnr.per_frame[2] and out.full.psnr.p90 == math.inf
+    assert out.full.lpips.per_frame[0] == 0.0
+    assert out.full.ssim.per_frame[1] == pytest.approx(ssim(img, rend[1]))
+    assert out.head.psnr.per_frame[2] == pytest.approx(psnr(img, rend[2], masks[2]))
+    assert out.full.lpips.median == pytest.approx(float(lp.lpips_distance(img, rend[1])), rel=1e-5)
+    as_json = json.loads(to_json(out))
+    assert set(as_json) == {"frames", "full", "head"}
+    assert set(as_json["full"]) == {"psnr", "ssim", "lpips"} and set(as_json["head"]) == {"psnr", "ssim"}
+    assert set(as_json["full"]["ssim"]) == {"mean", "median", "p10", "p90", "per_frame"}
+    assert as_json["full"]["psnr"]["per_frame"][0] is None  # an infinite PSNR is no JSON number
     scores = frame_scores(refs, rend, lpips=False)
     assert isinstance(scores, FrameScores) and scores.lpips is None and scores.psnr_masked is None
-    assert set(scores.as_dict()) == {"frames", "full"} and "lpips" not in scores.as_dict()["full"]
+    summary = scores.summary()
+    assert summary.head is None and summary.full.lpips is None and summary.frames == 3
+
+
+def test_a_set_with_no_measurable_frame_summarises_as_nan():
+    s = Summary.of(np.array([math.nan, math.nan]))
+    assert all(math.isnan(v) for v in (s.mean, s.median, s.p10, s.p90)) and len(s.per_frame) == 2
 
 
 # ----------------------------------------------------------------------------- weight loading

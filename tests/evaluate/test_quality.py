@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.evaluate.quality import evaluate_quality, held_out_frames, refine_poses
+from nerfconf.evaluate.quality import PoseRefinement, QualityResult, evaluate_quality, held_out_frames, refine_poses
+from nerfconf.report import to_json
 
 from ..conftest import shared_data
 
@@ -19,14 +20,31 @@ def test_the_fast_renderer_scores_as_the_reference_does(tmp_path):
     video = shared_data("obama.mp4")
     ref = evaluate_quality(SAMPLE, video, test_frames=3, strip=tmp_path / "strip.png")
     fast = evaluate_quality(SAMPLE, video, test_frames=3, fast=True)
-    assert ref["frames"] == fast["frames"] == 3 and ref["first_frame"] == fast["first_frame"]
-    assert "reference" in ref["renderer"] and "fast" in fast["renderer"]
+    assert ref.frames == fast.frames == 3 and ref.first_frame == fast.first_frame
+    assert "reference" in ref.renderer and "fast" in fast.renderer
     # the fast path leaves out faint haze the reference draws over the white background, which
     # SSIM notices more than PSNR does
-    np.testing.assert_allclose(fast["full"]["psnr"]["per_frame"], ref["full"]["psnr"]["per_frame"], rtol=0.01)
-    np.testing.assert_allclose(fast["full"]["ssim"]["per_frame"], ref["full"]["ssim"]["per_frame"], atol=0.02)
-    assert 20 < ref["full"]["psnr"]["mean"] < 40  # a head, not a blank frame
-    assert (tmp_path / "strip.png").stat().st_size > 0
+    np.testing.assert_allclose(fast.full.psnr.per_frame, ref.full.psnr.per_frame, rtol=0.01)
+    np.testing.assert_allclose(fast.full.ssim.per_frame, ref.full.ssim.per_frame, atol=0.02)
+    assert 20 < ref.full.psnr.mean < 40  # a head, not a blank frame
+    assert ref.strip == tmp_path / "strip.png" and ref.strip.stat().st_size > 0
+    assert fast.strip is None
+    assert_shaped_as_the_committed_result(ref)
+
+
+def assert_shaped_as_the_committed_result(result: QualityResult) -> None:
+    """The JSON has the keys of the sample's committed eval_quality.json, at every level."""
+    committed = json.loads((SAMPLE / "eval_quality.json").read_text())
+    out = json.loads(to_json(result))
+
+    def keys(d: dict) -> dict:
+        return {k: keys(v) if isinstance(v, dict) else None for k, v in d.items()}
+
+    assert keys(out) == keys(committed)
+    assert list(out) == list(committed)
+    assert out["full"]["psnr"]["per_frame"] == result.full.psnr.per_frame
+    assert out["pose_refinement"]["every"] == result.pose_refinement.every
+    assert out["strip"] == str(result.strip)
 
 
 def test_the_reference_uses_the_head_mask_the_avatar_was_trained_on(tmp_path):
@@ -66,11 +84,12 @@ def test_refined_poses_score_better_than_the_trackers():
     video = shared_data("obama.mp4")
     plain = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_pose=False)
     refined = evaluate_quality(SAMPLE, video, test_frames=6, fast=True, refine_every=1)  # refined by default
-    assert plain["pose_refinement"] is None
-    info = refined["pose_refinement"]
-    assert info["resolution"] == 64 and info["iterations"] == 1 and info["every"] == 1 and info["ms_median"] > 0
-    assert 0 < info["rotation_deg_median"] < 6 and info["translation_mm_median"] < 30
-    gain = np.subtract(refined["full"]["psnr"]["per_frame"], plain["full"]["psnr"]["per_frame"])
+    assert plain.pose_refinement is None and json.loads(to_json(plain))["pose_refinement"] is None
+    info = refined.pose_refinement
+    assert isinstance(info, PoseRefinement)
+    assert info.resolution == 64 and info.iterations == 1 and info.every == 1 and info.ms_median > 0
+    assert 0 < info.rotation_deg_median < 6 and info.translation_mm_median < 30
+    gain = np.subtract(refined.full.psnr.per_frame, plain.full.psnr.per_frame)
     # every frame at least holds its score, and the held-out frames gain on average
     assert gain.min() > -0.2 and gain.mean() > 0.8, gain
 
@@ -96,4 +115,4 @@ def test_refine_poses_moves_an_offset_pose_back_onto_its_frame():
     after = np.abs(params[:, k : k + 6] - truth[:, k : k + 6])
     assert after[:, 0].mean() < 0.5 * before[:, 0].mean() and after[:, 3].mean() < 0.5 * before[:, 3].mean()
     np.testing.assert_array_equal(params[:, :k], truth[:, :k])  # expressions are not touched
-    assert info["every"] == 1 and info["ms_median"] > 0
+    assert info.every == 1 and info.ms_median > 0

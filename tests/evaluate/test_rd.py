@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -14,12 +15,24 @@ from nerfconf.codec.entropy import CoderId
 from nerfconf.evaluate.baselines import BASELINES, encode
 from nerfconf.evaluate.ffmpeg import decode_rgb, write_lossless
 from nerfconf.evaluate.ours import our_streams, translation_config, transmit
-from nerfconf.evaluate.rd import RDPoint, RDResult, RDSettings, grid_rows, summarize, write_report
+from nerfconf.evaluate.rd import (
+    RDInfo,
+    RDOutput,
+    RDPoint,
+    RDResult,
+    RDSettings,
+    RDSummary,
+    grid_rows,
+    summarize,
+    write_report,
+)
 from nerfconf.evaluate.reference import ReferenceClip
 from nerfconf.evaluate.scoring import METRICS, score_clip
+from nerfconf.report import to_json
 from tests.evaluate.test_metrics import noisy, texture
 
 SAMPLE = Path(__file__).resolve().parents[2] / "avatars" / "sample"
+DOCS_RD = Path(__file__).resolve().parents[2] / "docs" / "rd"
 FPS = 20.0
 
 
@@ -94,7 +107,10 @@ def tiny_result(tmp_path_factory, bundle) -> tuple[RDResult, Path]:
     for name, kbps in (("float32", 33.3), ("exp-golomb", 4.3), ("arithmetic", 3.8)):
         points.append(RDPoint("ours", name, kbps, None, kbps * 0.94, scores, str(tmp / "ours.npz")))
     settings = RDSettings(codecs=("x265",))
-    result = RDResult(points, clip, np.arange(12), video, "test frames", settings, {"video": "tiny.mp4", "frames": 12})
+    info = RDInfo(avatar="tiny", video="tiny.mp4", resolution=64, frames=12, scored_frames=12, first_frame=100,
+                  last_frame=111, fps=FPS, renderer="test frames", ffmpeg="ffmpeg", machine="here", seconds=0.0,
+                  settings=settings, pose_refinement=None)
+    result = RDResult(points, clip, np.arange(12), video, "test frames", settings, info)
     return result, tmp / "out"
 
 
@@ -113,18 +129,38 @@ def test_report_writes_csv_summary_plots_and_grid(tiny_result):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     md = paths["summary_md"].read_text()
     assert "| psnr |" in md and "x265" in md
+    written = json.loads(paths["summary_json"].read_text())
+    assert written["video"] == "tiny.mp4" and written["settings"]["codecs"] == ["x265"]
+    assert json.loads(paths["frames_json"].read_text())["info"]["first_frame"] == 100
 
 
 def test_summary_names_the_matching_rates(tiny_result):
     result, _ = tiny_result
     s = summarize(result)
-    assert set(s["metrics"]) == set(METRICS)
-    psnr = s["metrics"]["psnr"]
-    assert psnr["ours"] == pytest.approx(result.ours().mean("psnr"))
-    m = psnr["match_kbps"]["x265"]
+    assert isinstance(s, RDSummary) and s.info is result.info
+    assert set(s.metrics) == set(METRICS)
+    psnr = s.metrics["psnr"]
+    assert psnr.ours == pytest.approx(result.ours().mean("psnr"))
+    m = psnr.match_kbps["x265"]
     x265 = result.codec_points("x265")
-    assert x265[0].kbps <= m["kbps"] <= x265[-1].kbps
-    assert s["floors_kbps"]["x265"] == x265[0].kbps
+    assert x265[0].kbps <= m.kbps <= x265[-1].kbps
+    assert m.text in (f"{m.kbps:.1f}", f"<= {m.kbps:.1f}", f"> {m.kbps:.1f}")
+    assert s.floors_kbps["x265"] == x265[0].kbps
+    assert s.ours["arithmetic"].kbps == 3.8 and psnr.bd_rate_vs_x265_percent == {}  # x265 alone: none to compare
+
+
+def test_summary_json_has_the_shape_of_the_committed_ones(tiny_result):
+    """One flat object, as docs/rd/*_rd_summary.json are: the run's info next to what it found."""
+    result, _ = tiny_result
+    out = json.loads(to_json(RDOutput(summarize(result), {"csv": Path("rd/rd_points.csv")})))
+    committed = json.loads((DOCS_RD / "cnn2_rd_summary.json").read_text())
+    assert list(out) == [*committed, "outputs"]
+    assert out["outputs"] == {"csv": "rd/rd_points.csv"}
+    assert set(out["metrics"]["psnr"]) == set(committed["metrics"]["psnr"])
+    assert set(out["metrics"]["psnr"]["match_kbps"]["x265"]) == set(committed["metrics"]["psnr"]["match_kbps"]["x265"])
+    assert set(out["ours"]["arithmetic"]) == set(committed["ours"]["arithmetic"])
+    assert set(out["settings"]) == set(committed["settings"])
+    assert out["pose_refinement"] is None and out["frames"] == 12
 
 
 def test_grid_rows_find_the_fast_motion(tiny_result, bundle):

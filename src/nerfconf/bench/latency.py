@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,22 @@ from nerfconf.capture.video import read_frames
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.face.extract import Extractor
+from nerfconf.pipeline.probe import ModuleLatency
 from nerfconf.types import FaceParams
+
+
+@dataclass(frozen=True)
+class LatencyBench:
+    """``nerfconf eval latency``: the paper's Table 1 on this machine."""
+
+    #: median ms a frame of each module timed alone (extract, encode, decode, generate, transport)
+    alone_ms: dict[str, float]
+    #: the same modules inside a running loopback call (the demo)
+    in_system: list[ModuleLatency]
+    #: the renderer the call's receiver used
+    renderer: str
+    #: render resolution asked for; None: the avatar's own
+    resolution: int | None
 
 
 def _median_ms(fn: Callable[[int], object], n: int, warmup: int = 3) -> float:
@@ -74,7 +90,7 @@ def transport_alone_ms(seconds: float = 10.0) -> float:
 
 
 def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolution: int | None = None,
-                       out: Path = Path("latency_out"), progress: bool = False) -> dict:
+                       out: Path = Path("latency_out"), progress: bool = False) -> LatencyBench:
     """Table 1: every module alone, then the same modules inside a running loopback call (the demo)."""
     from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
     from nerfconf.pipeline.demo import DemoSettings, run_demo  # noqa: PLC0415
@@ -93,4 +109,4 @@ def latency_table_data(bundle_dir: str | Path, *, seconds: float = 20.0, resolut
     say(f"the modules inside a running call (up to {seconds:g} s) ...", flush=True)
     demo = run_demo(DemoSettings(avatar=bundle_dir, seconds=seconds, resolution=resolution, out=out,
                                  progress=progress))
-    return {"alone_ms": alone, "in_system": demo.latencies, "demo_stats": demo.stats}
+    return LatencyBench(alone, demo.latencies, demo.stats["renderer"], demo.stats["settings"]["resolution"])

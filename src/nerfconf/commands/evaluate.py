@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nerfconf.commands.common import (
     REFINE_EVERY,
@@ -17,6 +17,10 @@ from nerfconf.commands.common import (
     refine_every,
 )
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS
+from nerfconf.report import to_json
+
+if TYPE_CHECKING:  # torch comes with it: too slow to import for building the parser
+    from nerfconf.evaluate.quality import QualityResult
 
 
 def quality(args: argparse.Namespace) -> int:
@@ -32,24 +36,23 @@ def quality(args: argparse.Namespace) -> int:
                                   refine_every=refine_every(args.refine_every), progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    result["strip"] = str(strip)
-    print(json.dumps(result, indent=2) if args.json else _summary(result))
+    print(to_json(result) if args.json else _summary(result))
     return 0
 
 
-def _summary(r: dict) -> str:
-    full, head = r["full"], r["head"]
-    return (f"{r['frames']} held-out frames of {r['video']} at {r['resolution']} px (from frame {r['first_frame']}):\n"
-            f"  full frame   PSNR {full['psnr']['mean']:.2f} dB  SSIM {full['ssim']['mean']:.4f}  "
-            f"LPIPS {full['lpips']['mean']:.4f}  (mean)\n"
-            f"               PSNR {full['psnr']['median']:.2f} / {full['psnr']['p10']:.2f} dB  "
-            f"SSIM {full['ssim']['median']:.4f} / {full['ssim']['p10']:.4f}  "
-            f"LPIPS {full['lpips']['median']:.4f} / {full['lpips']['p90']:.4f}  (median / worst tenth)\n"
-            f"  inside mask  PSNR {head['psnr']['mean']:.2f} dB  SSIM {head['ssim']['mean']:.4f}\n"
-            f"  render {r['render_ms_median']:.0f} ms/frame ({r['renderer']}); strip: {r['strip']}"
-            + (f"\n  poses refined through the avatar: {r['pose_refinement']['ms_median']:.0f} ms/frame, "
-               f"median correction {r['pose_refinement']['rotation_deg_median']:.2f} deg, "
-               f"{r['pose_refinement']['translation_mm_median']:.1f} mm" if r.get("pose_refinement") else ""))
+def _summary(r: QualityResult) -> str:
+    full, head, refined = r.full, r.head, r.pose_refinement
+    return (f"{r.frames} held-out frames of {r.video} at {r.resolution} px (from frame {r.first_frame}):\n"
+            f"  full frame   PSNR {full.psnr.mean:.2f} dB  SSIM {full.ssim.mean:.4f}  "
+            f"LPIPS {full.lpips.mean:.4f}  (mean)\n"
+            f"               PSNR {full.psnr.median:.2f} / {full.psnr.p10:.2f} dB  "
+            f"SSIM {full.ssim.median:.4f} / {full.ssim.p10:.4f}  "
+            f"LPIPS {full.lpips.median:.4f} / {full.lpips.p90:.4f}  (median / worst tenth)\n"
+            f"  inside mask  PSNR {head.psnr.mean:.2f} dB  SSIM {head.ssim.mean:.4f}\n"
+            f"  render {r.render_ms_median:.0f} ms/frame ({r.renderer}); strip: {r.strip}"
+            + (f"\n  poses refined through the avatar: {refined.ms_median:.0f} ms/frame, "
+               f"median correction {refined.rotation_deg_median:.2f} deg, "
+               f"{refined.translation_mm_median:.1f} mm" if refined else ""))
 
 
 def latency(args: argparse.Namespace) -> int:
@@ -60,16 +63,14 @@ def latency(args: argparse.Namespace) -> int:
     from nerfconf.ui import console as make_console  # noqa: PLC0415
 
     try:
-        data = latency_table_data(args.avatar or SAMPLE, seconds=args.seconds, resolution=args.resolution,
-                                  out=args.out, progress=not args.json)
+        result = latency_table_data(args.avatar or SAMPLE, seconds=args.seconds, resolution=args.resolution,
+                                    out=args.out, progress=not args.json)
     except (BundleError, ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     if args.json:
-        print(json.dumps({"alone_ms": data["alone_ms"], "in_system": [m.to_dict() for m in data["in_system"]],
-                          "renderer": data["demo_stats"]["renderer"],
-                          "resolution": data["demo_stats"]["settings"]["resolution"]}, indent=2))
+        print(to_json(result))
         return 0
-    make_console().print(latency_table(data["in_system"], data["alone_ms"],
+    make_console().print(latency_table(result.in_system, result.alone_ms,
                                        title="Latency per module (ms): this machine vs the paper (2x RTX 4090)"))
     return 0
 
@@ -97,7 +98,14 @@ def rd(args: argparse.Namespace) -> int:
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
     from nerfconf.evaluate.ffmpeg import FFmpegError  # noqa: PLC0415
     from nerfconf.evaluate.lpips import LPIPSWeightsError  # noqa: PLC0415
-    from nerfconf.evaluate.rd import RDSettings, run_rd, summarize, summary_markdown, write_report  # noqa: PLC0415
+    from nerfconf.evaluate.rd import (  # noqa: PLC0415
+        RDOutput,
+        RDSettings,
+        run_rd,
+        summarize,
+        summary_markdown,
+        write_report,
+    )
 
     settings = RDSettings(frames=args.frames, test_frames=args.test_frames, codecs=args.codecs,
                           x265_kbps=args.x265_kbps, other_kbps=args.other_kbps,
@@ -111,7 +119,7 @@ def rd(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     summary = summarize(result)
     if args.json:
-        print(json.dumps({**summary, "outputs": {k: str(v) for k, v in paths.items()}}, indent=2))
+        print(to_json(RDOutput(summary, paths)))
     else:
         print(summary_markdown(summary))
         print("wrote " + ", ".join(str(v) for v in paths.values()))

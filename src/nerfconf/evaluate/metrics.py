@@ -19,12 +19,13 @@ Conventions
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-__all__ = ["FrameScores", "frame_scores", "psnr", "score_frames", "ssim", "ssim_map"]
+__all__ = ["FrameScores", "FullFrameScores", "HeadScores", "ScoreSummary", "Summary", "frame_scores", "psnr",
+           "score_frames", "ssim", "ssim_map"]
 
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -115,21 +116,54 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return math.nan if total == 0 else float((s * w).sum() / total)
 
 
-def _summary(values: np.ndarray) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    ok = v[~np.isnan(v)]
-    return {
-        "mean": float(ok.mean()) if ok.size else math.nan,
-        "median": float(np.median(ok)) if ok.size else math.nan,
-        # the worse tail: PSNR and SSIM's low frames, LPIPS's high ones. Frame values rather than
-        # interpolations between them, which an identical frame's infinite PSNR would turn into NaN.
-        "p10": float(np.percentile(ok, 10, method="lower")) if ok.size else math.nan,
-        "p90": float(np.percentile(ok, 90, method="higher")) if ok.size else math.nan,
-        "per_frame": [float(x) for x in v],
-    }
+@dataclass(frozen=True)
+class Summary:
+    """One metric over a set of frames. NaN frames (e.g. an empty mask) are left out of every
+    figure but ``per_frame``; a set with none left gives NaN."""
+
+    mean: float
+    median: float
+    #: the worse tail: PSNR and SSIM's low frames, LPIPS's high ones. Frame values rather than
+    #: interpolations between them, which an identical frame's infinite PSNR would turn into NaN.
+    p10: float
+    p90: float
+    per_frame: list[float]
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Summary:
+        v = np.asarray(values, dtype=np.float64)
+        ok = v[~np.isnan(v)]
+        if not ok.size:
+            return cls(math.nan, math.nan, math.nan, math.nan, [float(x) for x in v])
+        return cls(float(ok.mean()), float(np.median(ok)), float(np.percentile(ok, 10, method="lower")),
+                   float(np.percentile(ok, 90, method="higher")), [float(x) for x in v])
 
 
-@dataclass
+@dataclass(frozen=True)
+class FullFrameScores:
+    psnr: Summary
+    ssim: Summary
+    #: None where LPIPS was not computed
+    lpips: Summary | None
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """PSNR and SSIM inside the head mask."""
+
+    psnr: Summary
+    ssim: Summary
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    frames: int
+    full: FullFrameScores
+    #: None where no masks were given
+    head: HeadScores | None
+
+
+@dataclass(frozen=True)
 class FrameScores:
     """Per-frame scores, each a float64 array of length N (``None`` where not computed)."""
 
@@ -138,26 +172,19 @@ class FrameScores:
     lpips: np.ndarray | None = None
     psnr_masked: np.ndarray | None = None
     ssim_masked: np.ndarray | None = None
-    frames: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.frames = len(self.psnr)
+    @property
+    def frames(self) -> int:
+        return len(self.psnr)
 
-    def as_dict(self) -> dict:
-        """``{"frames": N, "full": {metric: summary}, "head": {metric: summary}}``.
-
-        Each summary is ``{"mean", "median", "p10", "p90", "per_frame"}`` (plain floats and lists, ready for
-        JSON; NaN frames, e.g. an empty mask, are left out of mean and median). ``"head"`` holds
-        the masked PSNR and SSIM and is present only when masks were given; ``"lpips"`` only when
-        LPIPS was computed.
-        """
-        full = {"psnr": _summary(self.psnr), "ssim": _summary(self.ssim)}
-        if self.lpips is not None:
-            full["lpips"] = _summary(self.lpips)
-        out: dict = {"frames": self.frames, "full": full}
+    def summary(self) -> ScoreSummary:
+        """Each metric summarised over the frames (see :class:`Summary`)."""
+        full = FullFrameScores(Summary.of(self.psnr), Summary.of(self.ssim),
+                               None if self.lpips is None else Summary.of(self.lpips))
+        head = None
         if self.psnr_masked is not None and self.ssim_masked is not None:
-            out["head"] = {"psnr": _summary(self.psnr_masked), "ssim": _summary(self.ssim_masked)}
-        return out
+            head = HeadScores(Summary.of(self.psnr_masked), Summary.of(self.ssim_masked))
+        return ScoreSummary(self.frames, full, head)
 
 
 def _frames(x: np.ndarray, name: str) -> np.ndarray:
@@ -183,22 +210,25 @@ def frame_scores(
         if masks.shape != ref.shape[:3]:
             raise ValueError(f"masks must be (N, H, W) = {ref.shape[:3]}, got {masks.shape}")
     n = len(ref)
-    scores = FrameScores(
-        psnr=np.array([psnr(ref[i], ren[i]) for i in range(n)], dtype=np.float64),
-        ssim=np.array([ssim(ref[i], ren[i]) for i in range(n)], dtype=np.float64),
-    )
+    masked_psnr = masked_ssim = lpips_values = None
     if masks is not None:
-        scores.psnr_masked = np.array([psnr(ref[i], ren[i], masks[i]) for i in range(n)], dtype=np.float64)
-        scores.ssim_masked = np.array([ssim(ref[i], ren[i], masks[i]) for i in range(n)], dtype=np.float64)
+        masked_psnr = np.array([psnr(ref[i], ren[i], masks[i]) for i in range(n)], dtype=np.float64)
+        masked_ssim = np.array([ssim(ref[i], ren[i], masks[i]) for i in range(n)], dtype=np.float64)
     if lpips:
         from nerfconf.evaluate.lpips import lpips_distance  # torch and the weights load lazily
 
-        scores.lpips = np.asarray(lpips_distance(ref, ren), dtype=np.float64).reshape(n)
-    return scores
+        lpips_values = np.asarray(lpips_distance(ref, ren), dtype=np.float64).reshape(n)
+    return FrameScores(
+        psnr=np.array([psnr(ref[i], ren[i]) for i in range(n)], dtype=np.float64),
+        ssim=np.array([ssim(ref[i], ren[i]) for i in range(n)], dtype=np.float64),
+        lpips=lpips_values,
+        psnr_masked=masked_psnr,
+        ssim_masked=masked_ssim,
+    )
 
 
 def score_frames(
     reference: np.ndarray, rendered: np.ndarray, masks: np.ndarray | None = None, lpips: bool = True,
-) -> dict:
-    """Scores of rendered frames against references: see :meth:`FrameScores.as_dict`."""
-    return frame_scores(reference, rendered, masks, lpips).as_dict()
+) -> ScoreSummary:
+    """Scores of rendered frames against references, summarised: see :meth:`FrameScores.summary`."""
+    return frame_scores(reference, rendered, masks, lpips).summary()

@@ -20,6 +20,7 @@ from nerfconf.avatar.camera import Camera, HeadPose
 from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.avatar.rendering.renderer import FixedOccupancy, render_image
 from nerfconf.capture.video import probe
+from nerfconf.evaluate.metrics import FullFrameScores, HeadScores, score_frames
 from nerfconf.face.extract import FaceTracker
 from nerfconf.face.segment import head_frames
 from nerfconf.tracks import ParamTrack
@@ -46,6 +47,38 @@ class HeldOut:
         rows = np.concatenate([self.expressions, self.params[:, k : k + 6]], axis=1)
         layout = ParamLayout(k, translation=True)
         return ParamTrack(layout, rows, np.ones(len(rows), bool), self.indices / fps, source)
+
+
+@dataclass(frozen=True)
+class PoseRefinement:
+    """What the sender-side pose refinement cost and how far it moved the poses."""
+
+    resolution: int
+    iterations: int
+    every: int
+    #: per fitted frame
+    ms_median: float
+    rotation_deg_median: float
+    translation_mm_median: float
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """``nerfconf eval quality``: the avatar's renders of held-out frames, scored."""
+
+    avatar: str
+    video: str
+    resolution: int
+    frames: int
+    first_frame: int
+    render_ms_median: float
+    renderer: str
+    #: None when the tracker's poses were rendered as they are
+    pose_refinement: PoseRefinement | None
+    full: FullFrameScores
+    head: HeadScores | None
+    #: the ground-truth-above-avatar image, where one was written
+    strip: Path | None
 
 
 def pose_camera(bundle: AvatarBundle, pose_params: np.ndarray) -> Camera:
@@ -140,7 +173,7 @@ def evaluate_quality(
     refine_pose: bool = True,
     refine_every: int = DEFAULT_REFINE_EVERY,
     progress: bool = False,
-) -> dict:
+) -> QualityResult:
     """Scores the avatar on the held-out frames of its video.
 
     By default frames come from the reference volume renderer (about a second a frame
@@ -150,8 +183,6 @@ def evaluate_quality(
     sender does (``avatar.pose_fit``), from the same head-on-white frame; without it the
     score is that of a sender with ``--no-refine-pose``.
     """
-    from nerfconf.evaluate.metrics import score_frames  # noqa: PLC0415
-
     bundle = AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress)
     refinement = refine_held_out(bundle, held, every=refine_every, progress=progress) if refine_pose else None
@@ -170,21 +201,24 @@ def evaluate_quality(
     scores = score_frames(held.references, rendered_arr, held.masks)
     if strip is not None:
         write_strip(strip, held.references, rendered_arr)
-    return {
-        "avatar": str(avatar),
-        "video": Path(video).name,
-        "resolution": bundle.resolution,
-        "frames": len(rendered_arr),
-        "first_frame": int(held.indices[0]),
-        "render_ms_median": float(np.median(ms)),
-        "renderer": "fast renderer (the receiver's)" if fast
+    return QualityResult(
+        avatar=str(avatar),
+        video=Path(video).name,
+        resolution=bundle.resolution,
+        frames=scores.frames,
+        first_frame=int(held.indices[0]),
+        render_ms_median=float(np.median(ms)),
+        renderer="fast renderer (the receiver's)" if fast
         else f"reference volume renderer, {samples} samples per ray, occupancy grid",
-        "pose_refinement": refinement,
-        **scores,
-    }
+        pose_refinement=refinement,
+        full=scores.full,
+        head=scores.head,
+        strip=strip,
+    )
 
 
-def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1, progress: bool = False) -> dict:
+def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1,
+                    progress: bool = False) -> PoseRefinement:
     """Replaces ``held``'s cameras (and pose parameters) by the sender-side refined ones, frame by frame
     in order, and says what it cost."""
     info = refine_poses(bundle, held.params, held.references, held.indices, every=every, progress=progress)
@@ -194,7 +228,7 @@ def refine_held_out(bundle: AvatarBundle, held: HeldOut, *, every: int = 1, prog
 
 
 def refine_poses(bundle: AvatarBundle, params: np.ndarray, targets: np.ndarray, indices: np.ndarray, *,
-                 every: int = DEFAULT_REFINE_EVERY, progress: bool = False) -> dict:
+                 every: int = DEFAULT_REFINE_EVERY, progress: bool = False) -> PoseRefinement:
     """Corrects the poses in ``params`` (N, K + 6; in place) through the avatar, frame by frame in
     order, as a default sender does before it codes them (``avatar.pose_fit``), against the
     head-on-white frames ``targets``; returns what it cost and how far it moved them."""
@@ -224,10 +258,10 @@ def refine_poses(bundle: AvatarBundle, params: np.ndarray, targets: np.ndarray, 
         moved.append(fit.correction)
     c = np.abs(np.array(moved))
     s = refiner.settings
-    return {"resolution": s.resolution, "iterations": s.iterations, "every": s.every,
-            "ms_median": float(np.median(ms)),
-            "rotation_deg_median": float(np.degrees(np.median(c[:, :3]))),
-            "translation_mm_median": float(1e3 * np.median(c[:, 3:]))}
+    return PoseRefinement(resolution=s.resolution, iterations=s.iterations, every=s.every,
+                          ms_median=float(np.median(ms)),
+                          rotation_deg_median=float(np.degrees(np.median(c[:, :3]))),
+                          translation_mm_median=float(1e3 * np.median(c[:, 3:])))
 
 
 def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):

@@ -25,7 +25,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,14 @@ from nerfconf.avatar.pose_fit import DEFAULT_REFINE_EVERY
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS, encode
 from nerfconf.evaluate.ffmpeg import decode_rgb, ffmpeg_exe, packet_sizes, write_lossless
 from nerfconf.evaluate.ours import OurStream, avatar_renderer, our_streams
-from nerfconf.evaluate.quality import refine_poses
-from nerfconf.evaluate.rdmath import Match, bd_rate, match_rate
+from nerfconf.evaluate.quality import PoseRefinement, refine_poses
+from nerfconf.evaluate.rdmath import bd_rate, match_rate
 from nerfconf.evaluate.reference import CALL_FPS, ReferenceClip, reference_clip
 from nerfconf.evaluate.scoring import HIGHER_IS_BETTER, METRICS, score_clip
+from nerfconf.report import INLINE, jsonable, to_json
 
-__all__ = ["RDPoint", "RDResult", "RDSettings", "run_rd", "summarize", "write_csv"]
+__all__ = ["RDInfo", "RDOutput", "RDPoint", "RDResult", "RDSettings", "RDSummary", "run_rd", "summarize",
+           "write_csv"]
 
 #: bump when a metric's definition changes, so cached scores are recomputed
 _SCORES_VERSION = 1
@@ -95,6 +97,28 @@ class RDPoint:
                 **{m: f"{self.mean(m):.5f}" for m in METRICS}}
 
 
+@dataclass(frozen=True)
+class RDInfo:
+    """What a run measured on, with what, and how long it took."""
+
+    avatar: str
+    video: str
+    resolution: int
+    #: held-out frames in the clip (all of them encoded)
+    frames: int
+    scored_frames: int
+    first_frame: int
+    last_frame: int
+    fps: float
+    renderer: str
+    ffmpeg: str
+    machine: str
+    seconds: float
+    settings: RDSettings
+    #: None when the tracker's poses were coded as they are
+    pose_refinement: PoseRefinement | None
+
+
 @dataclass
 class RDResult:
     points: list[RDPoint]
@@ -105,7 +129,7 @@ class RDResult:
     reference_video: Path
     renderer: str
     settings: RDSettings
-    info: dict
+    info: RDInfo
 
     def ours(self, name: str = SENT) -> RDPoint:
         return next(p for p in self.points if p.codec == "ours" and p.label == name)
@@ -265,22 +289,22 @@ def run_rd(avatar: str | Path, video: str | Path, out: str | Path, settings: RDS
     if bar is not None:
         bar.close()
 
-    info = {
-        "avatar": str(avatar),
-        "video": Path(video).name,
-        "resolution": clip.resolution,
-        "frames": len(clip.frames),
-        "scored_frames": len(scored),
-        "first_frame": int(clip.indices[0]),
-        "last_frame": int(clip.indices[-1]),
-        "fps": clip.fps,
-        "renderer": renderer,
-        "ffmpeg": Path(ffmpeg_exe()).name,
-        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
-        "seconds": round(time.time() - started, 1),
-        "settings": asdict(settings),
-        "pose_refinement": refinement,
-    }
+    info = RDInfo(
+        avatar=str(avatar),
+        video=Path(video).name,
+        resolution=clip.resolution,
+        frames=len(clip.frames),
+        scored_frames=len(scored),
+        first_frame=int(clip.indices[0]),
+        last_frame=int(clip.indices[-1]),
+        fps=clip.fps,
+        renderer=renderer,
+        ffmpeg=Path(ffmpeg_exe()).name,
+        machine=f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        seconds=round(time.time() - started, 1),
+        settings=settings,
+        pose_refinement=refinement,
+    )
     return RDResult(points, clip, scored, reference_video, renderer, settings, info)
 
 
@@ -293,7 +317,56 @@ def write_csv(result: RDResult, path: Path) -> None:
         w.writerows(rows)
 
 
-def summarize(result: RDResult) -> dict:
+@dataclass(frozen=True)
+class OurRate:
+    kbps: float
+    #: the same stream without head translation (49 dims)
+    rotation_only_kbps: float | None
+
+
+@dataclass(frozen=True)
+class CodecMatch:
+    """The rate at which a codec reaches our quality on one metric (see :class:`~nerfconf.evaluate.rdmath.Match`)."""
+
+    kbps: float
+    how: str
+    #: as the Markdown table prints it: "10.9", "<= 7.0", "> 128.0"
+    text: str
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    #: our sent stream's mean
+    ours: float
+    match_kbps: dict[str, CodecMatch]
+    #: per codec other than x265; None where the curves do not overlap
+    bd_rate_vs_x265_percent: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class RDSummary:
+    """What ``nerfconf eval rd`` found: per metric, our quality, the rate at which each codec
+    matches it and BD-rates against x265; then what it measured on (one flat JSON object)."""
+
+    #: per stream of ours: "float32", "exp-golomb", "arithmetic"
+    ours: dict[str, OurRate]
+    #: the stream a call sends, the one the codecs are matched against
+    sent: str
+    metrics: dict[str, MetricSummary]
+    #: each codec's lowest measured rate
+    floors_kbps: dict[str, float]
+    info: RDInfo = field(metadata=INLINE)
+
+
+@dataclass(frozen=True)
+class RDOutput:
+    """What ``nerfconf eval rd --json`` prints: the summary and the files it wrote."""
+
+    summary: RDSummary = field(metadata=INLINE)
+    outputs: dict[str, Path]
+
+
+def summarize(result: RDResult) -> RDSummary:
     """Per metric: our quality, the rate at which each codec matches it, and BD-rates against x265."""
     sent = result.ours(SENT)
     codecs = [c for c in result.settings.codecs if result.codec_points(c)]
@@ -303,49 +376,48 @@ def summarize(result: RDResult) -> dict:
         target = sent.mean(m)
         if math.isnan(target):
             continue
-        entry: dict = {"ours": target, "match_kbps": {}, "bd_rate_vs_x265_percent": {}}
+        matches, bd_rates = {}, {}
         for c in codecs:
             pts = [(p.kbps, p.mean(m)) for p in result.codec_points(c)]
-            match: Match = match_rate(pts, target, hib)
-            entry["match_kbps"][c] = {"kbps": match.kbps, "how": match.how, "text": str(match)}
+            match = match_rate(pts, target, hib)
+            matches[c] = CodecMatch(match.kbps, match.how, str(match))
             if c != "x265" and "x265" in codecs:
                 anchor = [(p.kbps, p.mean(m)) for p in result.codec_points("x265")]
-                entry["bd_rate_vs_x265_percent"][c] = bd_rate(anchor, pts, hib)
-        table[m] = entry
-    return {
-        "ours": {p.label: {"kbps": p.kbps, "rotation_only_kbps": p.rotation_only_kbps} for p in result.points
-                 if p.codec == "ours"},
-        "sent": SENT,
-        "metrics": table,
-        "floors_kbps": {c: result.codec_points(c)[0].kbps for c in codecs},
-        **result.info,
-    }
+                bd_rates[c] = bd_rate(anchor, pts, hib)
+        table[m] = MetricSummary(target, matches, bd_rates)
+    return RDSummary(
+        ours={p.label: OurRate(p.kbps, p.rotation_only_kbps) for p in result.points if p.codec == "ours"},
+        sent=SENT,
+        metrics=table,
+        floors_kbps={c: result.codec_points(c)[0].kbps for c in codecs},
+        info=result.info,
+    )
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: RDSummary) -> str:
     """The summary as Markdown tables (what RESULTS.md quotes)."""
-    ours = summary["ours"]
+    ours = summary.ours
     lines = ["| our stream | kbps (rotation + translation, rendered) | kbps (rotation only, 49 dims) |",
              "| --- | --- | --- |"]
     for name, o in ours.items():
-        lines.append(f"| {name} | {o['kbps']:.2f} | {o['rotation_only_kbps']:.2f} |")
-    codecs = list(summary["floors_kbps"])
-    lines += ["", (f"Rate (kbps) at which each codec matches our {summary['sent']} stream "
-              f"({ours[summary['sent']]['kbps']:.2f} kbps); `<=` means its lowest reachable rate already does:"),
+        lines.append(f"| {name} | {o.kbps:.2f} | {o.rotation_only_kbps:.2f} |")
+    codecs = list(summary.floors_kbps)
+    lines += ["", (f"Rate (kbps) at which each codec matches our {summary.sent} stream "
+              f"({ours[summary.sent].kbps:.2f} kbps); `<=` means its lowest reachable rate already does:"),
               "", "| metric | ours | " + " | ".join(codecs) + " |", "| --- | --- |" + " --- |" * len(codecs)]
-    for m, e in summary["metrics"].items():
-        cells = [e["match_kbps"][c]["text"] for c in codecs]
-        lines.append(f"| {m} | {e['ours']:.4g} | " + " | ".join(cells) + " |")
+    for m, e in summary.metrics.items():
+        cells = [e.match_kbps[c].text for c in codecs]
+        lines.append(f"| {m} | {e.ours:.4g} | " + " | ".join(cells) + " |")
     others = [c for c in codecs if c != "x265"]
     if "x265" in codecs and others:
         lines += ["", ("BD-rate against x265 (%, negative = fewer bits for the same quality; "
                   "blank where the curves do not overlap):"), "",
                   "| metric | " + " | ".join(others) + " |", "| --- |" + " --- |" * len(others)]
-        for m, e in summary["metrics"].items():
-            cells = ["" if e["bd_rate_vs_x265_percent"].get(c) is None else f"{e['bd_rate_vs_x265_percent'][c]:+.1f}"
+        for m, e in summary.metrics.items():
+            cells = ["" if e.bd_rate_vs_x265_percent.get(c) is None else f"{e.bd_rate_vs_x265_percent[c]:+.1f}"
                      for c in others]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    floors = ", ".join(f"{c} {v:.1f}" for c, v in summary["floors_kbps"].items())
+    floors = ", ".join(f"{c} {v:.1f}" for c, v in summary.floors_kbps.items())
     lines += ["", f"Lowest measured rates (kbps): {floors}."]
     return "\n".join(lines) + "\n"
 
@@ -393,13 +465,13 @@ def write_report(result: RDResult, out: Path, *, grid: bool = True) -> dict[str,
              "summary_json": out / "rd_summary.json", "summary_md": out / "rd_summary.md"}
     write_csv(result, paths["csv"])
     _save_json(paths["frames_json"], {
-        "info": result.info, "frame_indices": result.clip.indices[result.scored].tolist(),
+        "info": jsonable(result.info), "frame_indices": result.clip.indices[result.scored].tolist(),
         "points": [{**p.row(), "per_frame": {m: [float(x) for x in v] for m, v in p.scores.items()}}
                    for p in result.points]})
     summary = summarize(result)
-    paths["summary_json"].write_text(json.dumps(summary, indent=1))
+    paths["summary_json"].write_text(to_json(summary, indent=1))
     paths["summary_md"].write_text(summary_markdown(summary))
-    title = (f"{result.info['video']}: {len(result.clip.frames)} held-out frames at {result.clip.fps:g} fps "
+    title = (f"{result.info.video}: {len(result.clip.frames)} held-out frames at {result.clip.fps:g} fps "
              f"({len(result.scored)} scored), {result.clip.resolution} px")
     for metric in HIGHER_IS_BETTER:
         paths[f"plot_{metric}"] = plot_rd(result.points, metric, out / f"rd_{metric}.png", title)

@@ -42,6 +42,26 @@ def test_the_stats_file_is_complete(demo):
     modules = {row["module"] for row in stats["latency_ms"]}
     assert {"extract", "encode", "transport", "decode", "generate", "end to end"} <= modules
     assert 0 < stats["payload_kbps"] < 20
+    r = stats["receiver"]
+    assert 0 < r["fresh_displayed"] <= r["displayed"] and r["fresh_displayed"] <= r["slots"]
+    assert r["longest_freeze_ms"] >= 0 and 0 < r["render_ms_p50"] <= r["render_ms_p95"]
+    assert sum(r["resolutions"].values()) == r["rendered"]
+
+
+def test_the_renderer_is_warm_before_the_first_frame(demo):
+    r = demo.stats["receiver"]
+    # numba compiling inside the call would make the first frame take seconds, not milliseconds
+    assert r["first_render_ms"] <= max(3 * r["render_ms_p95"], 100.0), r
+
+
+def test_the_summary_names_fresh_frames_freezes_and_latency(demo):
+    from nerfconf.pipeline.report import call_summary
+
+    text = "\n".join(call_summary(demo.stats["sender"], demo.stats["receiver"], demo.latencies))
+    r = demo.stats["receiver"]
+    assert f"fresh frames on screen {r['fresh_displayed']} (" in text and "% of" in text
+    assert "longest freeze" in text and "render p50" in text and "end to end p50" in text
+    assert f"captured {demo.stats['sender']['captured']}" in text
 
 
 def test_when_the_face_leaves_the_receiver_holds_the_last_pose_and_fades(tmp_path):
@@ -61,3 +81,16 @@ def test_when_the_face_leaves_the_receiver_holds_the_last_pose_and_fades(tmp_pat
     last = result.receiver.shown[-1].image
     assert last.min() >= 200  # faded towards white, no garbage
     assert np.isfinite(last).all()
+
+
+def test_the_default_demo_loops_the_recorded_clip_for_20_seconds(tmp_path):
+    from nerfconf.pipeline.demo import DEFAULT_SECONDS, _source, call_seconds, demo_clip
+
+    default = DemoSettings()
+    assert demo_clip(default) == SAMPLE / "demo_clip.mp4" and _source(default).loop
+    assert call_seconds(default) == DEFAULT_SECONDS == 20.0
+    assert call_seconds(DemoSettings(seconds=3.0)) == 3.0
+    video = DemoSettings(video=SAMPLE / "demo_clip.mp4")
+    assert demo_clip(video) is None and call_seconds(video) is None and not _source(video).loop
+    with pytest.raises(FileNotFoundError, match="give --video or --camera"):
+        demo_clip(DemoSettings(avatar=tmp_path))

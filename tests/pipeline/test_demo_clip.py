@@ -19,3 +19,19 @@ def test_the_demo_track_is_the_videos_last_frames_as_a_sender_tracks_them():
     # framed like the avatar's training frames: the head sits where the avatar expects it
     k = track.layout.n_expression
     assert np.all(track.values[:, k + 5] > 0.2) and np.all(np.abs(track.values[:, k + 3 : k + 5]) < 0.1)
+
+
+def test_the_recorded_clip_is_the_videos_last_frames_framed_as_enrollment_framed_them(tmp_path):
+    from nerfconf.capture.video import probe, read_all
+    from nerfconf.pipeline.demo_clip import record_clip
+
+    bundle = AvatarBundle.load(SAMPLE)
+    video = shared_data("obama.mp4")
+    clip = record_clip(bundle, video, tmp_path / "clip.mp4", max_seconds=0.2)
+    info = probe(clip)
+    assert (info.width, info.height, info.frames) == (bundle.resolution, bundle.resolution, 6)
+    assert info.fps == probe(video).fps
+    # the committed demo clip starts where the held-out split starts and ends with the same frame
+    ours, _ = read_all(clip)
+    shipped, _ = read_all(SAMPLE / "demo_clip.mp4")
+    assert np.abs(ours[-1].astype(float) - shipped[-1].astype(float)).mean() < 6.0

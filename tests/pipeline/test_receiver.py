@@ -63,3 +63,39 @@ def test_closing_the_window_hangs_up_the_call():
     assert stats.window_closed and hung_up
     assert len(window.frames) >= 3 and stats.displayed >= 3
     assert took < 20  # long before the sender's 30 s were over
+
+
+def test_the_stats_count_fresh_frames_and_the_freeze_a_lost_burst_leaves():
+    bundle = AvatarBundle.load(SAMPLE)
+    track = ParamTrack.load(SAMPLE / "demo_track.npz")
+    encoder = ParamEncoder(bundle.codec)
+    window = ClosingWindow(after=10_000)
+    lost = range(30, 38)  # 400 ms of frames that never arrive
+
+    async def call():
+        frames: asyncio.Queue = asyncio.Queue()
+        until = asyncio.Event()
+
+        async def feed() -> None:
+            for i in range(60):
+                p = track.params(i % len(track.values))
+                frame = encoder.encode(FaceParams(p.expression, p.rotation, p.translation, True, i / 20, i))
+                if i not in lost:
+                    await frames.put(ReceivedFrame(frame.seq, frame.data, time.monotonic()))
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            until.set()
+
+        feeder = asyncio.create_task(feed())
+        with RenderWorker(SAMPLE, resolution=24) as worker:
+            stats = await asyncio.wait_for(Receiver(worker, bundle.codec, sinks=[window]).run(frames.get, until=until), 60)
+        await feeder
+        return stats
+
+    stats = asyncio.run(call())
+    assert 0 < stats.fresh_displayed <= 60 - len(lost) <= stats.slots
+    assert stats.fresh_displayed < stats.displayed == len(window.frames)
+    # the burst: about 8 frame periods with nothing fresh on screen, counted once
+    assert 250 <= stats.longest_freeze_ms <= 900, stats.longest_freeze_ms
+    assert 0 < stats.render_ms_p50 <= stats.render_ms_p95
+    assert stats.resolutions == {24: stats.rendered} and stats.resolution_changes == 0

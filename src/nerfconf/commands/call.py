@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nerfconf.commands.common import (
+    ADAPTIVE_HELP,
     REFINE_EVERY,
     REFINE_EVERY_HELP,
     REFINE_HELP,
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                                 paced=not getattr(args, "as_fast_as_possible", False), seconds=args.seconds,
                                 save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
                                 view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
+                                adaptive_resolution=getattr(args, "adaptive_resolution", True),
                                 mode=args.mode, refine_pose=getattr(args, "refine_pose", True),
                                 refine_every=refine_every(getattr(args, "refine_every", REFINE_EVERY)))
     except ValueError as exc:
@@ -71,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
                "transport": result.transport}
     if args.stats is not None:
         args.stats.write_text(json.dumps(summary, indent=1, default=float))
+    if result.receiver:
+        from nerfconf.pipeline.report import call_summary  # noqa: PLC0415
+
+        for line in call_summary(summary["sender"] or {}, summary["receiver"], []):
+            print(line)
     print(json.dumps({k: v for k, v in summary.items() if v}, default=float)[:2000])
     return 0
 
@@ -110,6 +117,7 @@ def _receiving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", type=_view, default=None, metavar="YAW,PITCH,ROLL",
                    help="watch from this offset in degrees (each within ±45) instead of the sender's view")
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
+    p.add_argument("--adaptive-resolution", action=argparse.BooleanOptionalAction, default=True, help=ADAPTIVE_HELP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -100,6 +100,10 @@ REFINE_HELP = ("correct each head pose through your own avatar before sending it
                "are; see docs/avatar.md")
 
 
+ADAPTIVE_HELP = ("render smaller, and scale up, while frames take longer than the frame rate allows on this host "
+                 "(on by default: a slow host keeps every frame and a bounded latency, and the log says so once); "
+                 "--no-adaptive-resolution keeps the full size and skips the frames it cannot render in time")
+
 REFINE_EVERY_HELP = (f"fit the pose every Nth frame only (1..25, default {REFINE_EVERY}); the frames between keep "
                      "the last correction: 1 is a little more accurate and costs twice as much")
 

@@ -49,6 +49,8 @@ class CallSettings:
     #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
+    #: render smaller when frames run late (``render_budget``)
+    adaptive_resolution: bool = True
     #: refine each sent pose through this user's own avatar (``avatar.pose_fit``)
     refine_pose: bool = True
     refine_every: int = DEFAULT_REFINE_EVERY
@@ -101,5 +103,6 @@ def call(settings: CallSettings, on_join: Callable[[str], None] = print) -> Peer
     if settings.peer is None:
         return asyncio.run(run_call(settings, on_join=on_join))
     with RenderWorker(settings.peer, resolution=settings.resolution, device=settings.device,
-                      threads=settings.render_threads) as worker:
+                      threads=settings.render_threads, fps=settings.fps,
+                      adaptive=settings.adaptive_resolution) as worker:
         return asyncio.run(run_call(settings, on_join=on_join, worker=worker))

@@ -30,6 +30,8 @@ from nerfconf.pipeline.session import PeerPlan, run_peer
 from nerfconf.playout.sinks import VideoFileSink
 
 SAMPLE = Path(__file__).resolve().parents[3] / "avatars" / "sample"
+#: a call from a camera or the looped demo clip runs this long unless told otherwise
+DEFAULT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class DemoSettings:
     avatar: Path = SAMPLE
     video: Path | None = None
     camera: int | None = None
-    #: stop after this many seconds (default: the clip's length; 20 s for a camera)
+    #: stop after this many seconds (default: the clip's length; 20 s for a camera or the looped demo clip)
     seconds: float | None = None
     fps: float = 20.0
     rtt_ms: float = 20.0
@@ -48,6 +50,8 @@ class DemoSettings:
     #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
     #: extraction and networking take little, but on a busy one a single thread waits less)
     render_threads: int | None = None
+    #: render smaller when frames run late (``render_budget``)
+    adaptive_resolution: bool = True
     #: A's sender refines its poses through A's avatar (``avatar.pose_fit``)
     refine_pose: bool = True
     refine_every: int = DEFAULT_REFINE_EVERY
@@ -73,7 +77,8 @@ async def _call(settings: DemoSettings, bundle: AvatarBundle, worker: RenderWork
     stamps = StampLog()
     config = TransportConfig(mode=settings.mode)
     stop = asyncio.Event()
-    max_frames = int(settings.seconds * settings.fps) if settings.seconds else None
+    seconds = call_seconds(settings)
+    max_frames = int(seconds * settings.fps) if seconds else None
     live = VideoFileSink(settings.out / "received.mp4", fps=settings.fps,
                          size=settings.resolution or bundle.resolution)
     a = PeerPlan(own=bundle, source=own_source, fps=settings.fps, record=True, max_frames=max_frames,
@@ -114,15 +119,30 @@ async def _report(stamps: StampLog, conn) -> None:
               f"rendered and shown {len(shown)}{median}", flush=True)
 
 
+def demo_clip(settings: DemoSettings) -> Path | None:
+    """The bundle's recorded clip when no video or camera is given, else None."""
+    if settings.video is not None or settings.camera is not None:
+        return None
+    clip = settings.avatar / DEMO_CLIP
+    if not clip.is_file():
+        raise FileNotFoundError(f"{clip} is missing: give --video or --camera")
+    return clip
+
+
+def call_seconds(settings: DemoSettings) -> float | None:
+    """How long the call runs: as asked, else 20 s for a camera or the (looped) demo clip, else the video's length."""
+    if settings.seconds is not None:
+        return settings.seconds
+    return None if settings.video is not None else DEFAULT_SECONDS
+
+
 def _source(settings: DemoSettings) -> SourceSpec:
-    """The demo clip unless a video or camera is given. Frames are not cropped: pose angles and
-    expression coefficients do not depend on where the face sits in the frame."""
-    video = settings.video
-    if video is None and settings.camera is None:
-        video = settings.avatar / DEMO_CLIP
-        if not video.is_file():
-            raise FileNotFoundError(f"{video} is missing: give --video or --camera")
-    return SourceSpec(video=video, camera=settings.camera, fps=settings.fps)
+    """The demo clip, looped, unless a video or camera is given. Frames are not cropped: pose angles
+    and expression coefficients do not depend on where the face sits in the frame."""
+    clip = demo_clip(settings)
+    if clip is not None:
+        return SourceSpec(video=clip, fps=settings.fps, loop=True)
+    return SourceSpec(video=settings.video, camera=settings.camera, fps=settings.fps)
 
 
 def run_demo(settings: DemoSettings) -> DemoResult:
@@ -131,7 +151,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     started = time.monotonic()
     # The renderer is pre-warmed before the call starts, as the paper pre-warms its models.
     with RenderWorker(settings.avatar, resolution=settings.resolution, device=settings.device,
-                      threads=settings.render_threads) as worker:
+                      threads=settings.render_threads, fps=settings.fps,
+                      adaptive=settings.adaptive_resolution) as worker:
         a, b, stamps = asyncio.run(_call(settings, bundle, worker))
     rows = stamps.rows()
     latencies = module_latencies(rows)

@@ -1,9 +1,11 @@
-"""The demo's "camera": a short clip rendered once from the sample avatar.
+"""The demo's "camera": a real recording of the sample avatar's held-out frames.
 
-The clip is driven by a parameter track extracted from the held-out end of the
-sample avatar's own enrollment video (frames the avatar never trained on), so
-the demo needs no camera and no other data, and the sender's extractor still
-runs for real on every frame of it.
+``record_clip`` cuts the held-out end of the sample's enrollment video (frames the
+avatar never trained on) around the head, as enrollment framed it, so the demo
+needs no camera and no other data, and the tracker and the avatar are judged on a
+real face, as a user's would be. ``obama.mp4`` is very likely a US federal
+government work, and so public domain; ``../shared/data/README.md`` allows this
+short crop to ship. ``extract_demo_track`` gives the same frames' parameter track.
 """
 
 from __future__ import annotations
@@ -40,24 +42,19 @@ def extract_demo_track(bundle: AvatarBundle, video: str | Path, *, frames: int, 
                       f"demo track: {Path(video).name}")
 
 
-def render_clip(bundle: AvatarBundle, track: ParamTrack, path: str | Path, *, progress: bool = True) -> Path:
-    """Renders every frame of ``track`` with the avatar (pose included) into a lossless-ish mp4."""
-    from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
+def record_clip(bundle: AvatarBundle, video: str | Path, path: str | Path, *, max_seconds: float = 10.0) -> Path:
+    """Writes the held-out end of ``video`` (``bundle.test_frames`` frames, at most ``max_seconds``),
+    cropped and sized as enrollment framed it, at the video's own frame rate."""
+    from nerfconf.capture.video import probe, read_frames  # noqa: PLC0415
     from nerfconf.playout.sinks import VideoFileSink  # noqa: PLC0415
 
-    renderer = Renderer(bundle)
-    renderer.prewarm()
-    items = range(len(track))
-    if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        items = tqdm(items, unit="frame", desc="rendering the demo clip")
-    fps = track.fps or 20.0
+    info = probe(video)
+    fps = info.fps or 25.0
+    frames = min(bundle.test_frames, int(max_seconds * fps))
+    start = max(0, info.frames - frames)
     with VideoFileSink(path, fps=fps, size=bundle.resolution, quality="high") as sink:
-        last = None
-        for i in items:
-            params = track.params(i)
-            if params.face_found:
-                last = renderer.render(params).image
-            sink.write(last if last is not None else np.full((bundle.resolution,) * 2 + (3,), 255, np.uint8))
+        for frame in read_frames(video, start=start, size=bundle.resolution, crop=bundle.face_model.crop):
+            sink.write(frame.image)
+    if sink.frames == 0:
+        raise ValueError(f"{video}: no frames from frame {start} on")
     return Path(path)

@@ -13,6 +13,7 @@ display holds the last image and fades it to white.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -35,6 +36,8 @@ from nerfconf.pipeline.probe import StampLog
 from nerfconf.pipeline.render_worker import RenderJob, RenderResult, RenderWorker
 from nerfconf.playout.buffer import PlayoutBuffer, PlayoutConfig
 
+log = logging.getLogger(__name__)
+
 FADE_SECONDS = 1.0
 #: incompatible frames in a row, with nothing decodable between them, that end the call: one second of
 #: them is a mismatched bundle or version, not a stray hostile packet
@@ -54,8 +57,22 @@ class ReceiverStats:
     undecodable: int = 0
     incompatible: int = 0
     iframe_requests: int = 0
+    #: playout slots played, each one a frame on screen (received, concealed or a fade step)
+    slots: int = 0
     rendered: int = 0
     displayed: int = 0
+    #: displays of frames that were received, not concealed
+    fresh_displayed: int = 0
+    #: the longest wait between two fresh frames on screen beyond one frame period (a fade, which
+    #: is the sender's face being lost, is not a freeze)
+    longest_freeze_ms: float = 0.0
+    #: the first frame's render: a renderer still compiling its kernels would take seconds here
+    first_render_ms: float = 0.0
+    render_ms_p50: float = 0.0
+    render_ms_p95: float = 0.0
+    #: frames rendered at each size: a slow host renders smaller (``render_budget``)
+    resolutions: dict[int, int] = field(default_factory=dict)
+    resolution_changes: int = 0
     render_dropped: int = 0
     display_dropped: int = 0
     faded: int = 0
@@ -92,6 +109,8 @@ class Receiver:
         self._arrived = asyncio.Event()
         #: seconds each of the last renders took, for starting frames early enough to show on time
         self._render_s: deque[float] = deque(maxlen=20)
+        self._render_ms: list[float] = []
+        self._resolution = 0
         self.fps = fps
         self.sinks = sinks or []
         self.view = view
@@ -136,6 +155,10 @@ class Receiver:
             self.stats.render_dropped = self.worker.dropped
             self.stats.display_dropped = self._display.dropped
             self.stats.playout = asdict(self.playout.stats)
+            if self._render_ms:
+                self.stats.first_render_ms = round(self._render_ms[0], 2)
+                self.stats.render_ms_p50, self.stats.render_ms_p95 = (
+                    round(float(v), 2) for v in np.percentile(self._render_ms, [50, 95]))
         if self.error is not None:
             raise self.error
         for r in results:
@@ -246,6 +269,7 @@ class Receiver:
             out = self.playout.pop(max(time.monotonic(), due))
             if out is None:
                 continue
+            self.stats.slots += 1
             seq = self._seq_of.pop(out.index, -1) if out.kind == "shown" else -1
             for stale in [i for i in self._seq_of if i < out.index]:
                 del self._seq_of[stale]
@@ -284,14 +308,30 @@ class Receiver:
             if result is not None:
                 self.stats.rendered += 1
                 self._render_s.append(result.t_out - result.t_in)
+                self._render_ms.append(1e3 * (result.t_out - result.t_in))
+                self._count_resolution(result.resolution)
                 if result.key >= 0:
                     self.stamps.mark(result.key, "render_in", result.t_in)
                     self.stamps.mark(result.key, "render_out", result.t_out)
                 self._display.put(("frame", result))
 
+    def _count_resolution(self, size: int) -> None:
+        sizes = self.stats.resolutions
+        sizes[size] = sizes.get(size, 0) + 1
+        if self._resolution and size != self._resolution:
+            self.stats.resolution_changes += 1
+            if self.stats.resolution_changes == 1:
+                recent = 1e3 * self._render_lead()
+                log.warning("rendering at %d px instead of %d: frames took %.0f ms (median), over the "
+                            "%.0f ms a frame this host can spend at %g fps; the image is scaled up",
+                            size, self._resolution, recent, 1e3 * self.worker.budget_s, self.fps)
+        self._resolution = size
+
     def _show(self) -> None:
         last: np.ndarray | None = None
         fade = 0.0
+        period = 1.0 / self.fps
+        last_fresh: float | None = None
         while (item := self._display.get()) is not None:
             if item[0] == "frame":
                 result: RenderResult = item[1]
@@ -304,12 +344,18 @@ class Receiver:
                 key = -1
                 fade = min(1.0, fade + period / FADE_SECONDS)
                 self.stats.faded += 1
+                last_fresh = None
                 image = (last * (1.0 - fade) + 255.0 * fade).astype(np.uint8)
             for sink in self.sinks:
                 sink.write(image)
             t = time.monotonic()
             if key >= 0:
                 self.stamps.mark(key, "display", t)
+                self.stats.fresh_displayed += 1
+                if last_fresh is not None:
+                    freeze = 1e3 * (t - last_fresh - period)
+                    self.stats.longest_freeze_ms = round(max(self.stats.longest_freeze_ms, freeze), 1)
+                last_fresh = t
             self.stats.displayed += 1
             if self.record:
                 self.shown.append(Shown(slot, key, image, t))

@@ -2,7 +2,9 @@
 
 Jobs and results cross a process boundary as plain numpy arrays between our own
 processes. The job queue is short and drops its oldest entry, so a renderer
-that falls behind skips frames instead of adding latency.
+that falls behind skips frames instead of adding latency. By default the process
+also renders smaller when its frames take too long for the frame rate
+(``render_budget``), and scales them up to the size the display expects.
 """
 
 from __future__ import annotations
@@ -37,58 +39,105 @@ class RenderJob:
 class RenderResult:
     key: int
     index: int
+    #: at the full size, whatever size it was rendered at
     image: np.ndarray
     t_in: float
     t_out: float
+    #: the side it was rendered at
+    resolution: int = 0
 
 
-def _serve(bundle_dir: str, resolution: int | None, device: str, threads: int | None, jobs: mp.Queue,
-           results: mp.Queue) -> None:
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What the render process renders, and whether it may render smaller to keep the frame rate."""
+
+    bundle_dir: str
+    resolution: int | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    #: the call's frame rate, which sets the render budget
+    fps: float = 20.0
+    #: render smaller on a host too slow for the full size (``render_budget``)
+    adaptive: bool = True
+
+
+def _serve(plan: WorkerPlan, jobs: mp.Queue, results: mp.Queue) -> None:
     try:
+        import cv2  # noqa: PLC0415
+
         from nerfconf.avatar.bundle import AvatarBundle  # noqa: PLC0415
         from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
+        from nerfconf.pipeline.render_budget import BudgetConfig, ResolutionGovernor  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
-        bundle = AvatarBundle.load(bundle_dir)
-        renderer = Renderer(bundle, resolution, device, threads=threads)
-        renderer.prewarm()
-        results.put(("ready", f"{renderer.backend} renderer on {renderer.device.type}, {renderer.resolution} px"))
+        bundle = AvatarBundle.load(plan.bundle_dir)
+        full = Renderer(bundle, plan.resolution, plan.device, threads=plan.threads)
+        governor = ResolutionGovernor(full.resolution, BudgetConfig(fps=plan.fps)) if plan.adaptive else None
+        # every size is warmed before the call, so that a change of size mid-call costs nothing extra
+        renderers = {r: full.at_resolution(r) for r in (governor.sizes if governor else (full.resolution,))}
+        for renderer in renderers.values():
+            renderer.prewarm()
+        smallest = f" (down to {governor.sizes[-1]} px when frames run late)" if governor else ""
+        results.put(("ready", f"{full.backend} renderer on {full.device.type}, {full.resolution} px{smallest}"))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
         results.put(("error", f"{type(exc).__name__}: {exc}"))
         return
+    side = full.resolution
     while True:
         job = jobs.get()
         if job is None:
             return
         t_in = time.monotonic()
+        size = governor.resolution if governor else side
         try:
             params = FaceParams(job.expression, job.rotation, job.translation, True, 0.0, job.index)
-            frame = renderer.render(params, job.view)
+            image = renderers[size].render(params, job.view).image
         except Exception as exc:  # noqa: BLE001
             results.put(("error", f"rendering frame {job.index} failed: {type(exc).__name__}: {exc}"))
             return
-        results.put(("frame", RenderResult(job.key, job.index, frame.image, t_in, time.monotonic())))
+        if size != side:
+            image = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR)
+        t_out = time.monotonic()
+        if governor is not None:
+            governor.observe(t_out - t_in)
+        results.put(("frame", RenderResult(job.key, job.index, image, t_in, t_out, size)))
 
 
 class RenderWorker:
     def __init__(self, bundle_dir: str | Path, *, resolution: int | None = None, device: str = "cpu",
-                 threads: int | None = None, queue_size: int = 1) -> None:
+                 threads: int | None = None, queue_size: int = 1, fps: float = 20.0, adaptive: bool = True) -> None:
         ctx = mp.get_context("spawn")
         self._jobs: mp.Queue = ctx.Queue(maxsize=queue_size)
         self._results: mp.Queue = ctx.Queue()
-        self._process = ctx.Process(target=_serve, args=(str(bundle_dir), resolution, device, threads, self._jobs,
-                                                         self._results), daemon=True, name="nerfconf-render")
+        self.plan = WorkerPlan(str(bundle_dir), resolution, device, threads, fps, adaptive)
+        self._process = ctx.Process(target=_serve, args=(self.plan, self._jobs, self._results), daemon=True,
+                                    name="nerfconf-render")
         self.dropped = 0
         self.renderer_name = ""
+
+    @property
+    def budget_s(self) -> float:
+        """The render time a frame may take before the process renders smaller."""
+        from nerfconf.pipeline.render_budget import BudgetConfig  # noqa: PLC0415
+
+        return BudgetConfig(fps=self.plan.fps).budget_s
 
     def start(self, timeout: float = 300.0) -> None:
         """Starts the process and waits until its renderer is pre-warmed."""
         self._process.start()
-        try:
-            kind, payload = self._results.get(timeout=timeout)
-        except queue.Empty as exc:
-            self.close()
-            raise RenderWorkerError(f"the renderer did not start within {timeout:.0f} s") from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                kind, payload = self._results.get(timeout=0.5)
+                break
+            except queue.Empty:
+                # a process that died before reporting (killed, out of memory) would otherwise be waited for
+                if not self._process.is_alive():
+                    raise RenderWorkerError(
+                        f"the render process exited while starting (exit code {self._process.exitcode})") from None
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise RenderWorkerError(f"the renderer did not start within {timeout:.0f} s") from None
         if kind != "ready":
             self.close()
             raise RenderWorkerError(f"the renderer failed to start: {payload}")

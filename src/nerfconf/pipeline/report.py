@@ -76,6 +76,29 @@ def _ms(v: float | None) -> str:
     return "" if v is None else f"{v:.2f}" if v < 1 else f"{v:.1f}"
 
 
+def call_summary(sender: dict, receiver: dict, latencies: list[ModuleLatency]) -> list[str]:
+    """What a user wants to know after a call, one line each: frames through each stage, how many
+    slots showed a fresh frame, the longest freeze, render and end-to-end times."""
+    playout = receiver.get("playout", {})
+    slots = receiver.get("slots", 0)
+    fresh = receiver.get("fresh_displayed", 0)
+    share = f" ({100 * fresh / slots:.0f} % of {slots} slots)" if slots else ""
+    lines = [f"frames: captured {sender.get('captured', 0)}, sent {sender.get('sent', 0)}, received "
+             f"{receiver.get('decoded', 0)}, rendered {receiver.get('rendered', 0)}, displayed "
+             f"{receiver.get('displayed', 0)}",
+             f"fresh frames on screen {fresh}{share}; slots concealed {playout.get('concealed', 0)}, "
+             f"faded {receiver.get('faded', 0)}; longest freeze {receiver.get('longest_freeze_ms', 0.0):.0f} ms"]
+    sizes = receiver.get("resolutions") or {}
+    size_note = ", ".join(f"{n} at {r} px" for r, n in sorted(sizes.items(), key=lambda kv: -int(kv[0])))
+    changes = receiver.get("resolution_changes", 0)
+    lines.append(f"render p50 {receiver.get('render_ms_p50', 0.0):.0f} ms, p95 {receiver.get('render_ms_p95', 0.0):.0f}"
+                 f" ms; {size_note or 'nothing rendered'}" + (f" ({changes} size changes)" if changes else ""))
+    end = next((m for m in latencies if m.module == "end to end"), None)
+    if end is not None:
+        lines.append(f"end to end p50 {end.median_ms:.0f} ms, p95 {end.p95_ms:.0f} ms over {end.frames} frames")
+    return lines
+
+
 def write_stats(path: Path, stats: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stats, indent=1, default=float))

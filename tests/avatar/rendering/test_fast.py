@@ -269,3 +269,19 @@ def test_upsampling_uses_fewer_levels_on_small_images():
     assert RenderSettings(upsample_max_step=1.0).upsampling_levels(64) == 2
     with pytest.raises(RenderError, match="upsample_max_step"):
         RenderSettings(upsample_max_step=0.0)
+
+
+def test_a_renderer_at_another_size_draws_what_a_new_one_at_that_size_draws(bundle, renderer):
+    small = renderer.at_resolution(RESOLUTION // 2)
+    assert small.resolution == RESOLUTION // 2 and renderer.resolution == RESOLUTION
+    fresh = Renderer(bundle, RESOLUTION // 2)
+    track = tiny_track()
+    for i in range(3):  # the second and third frames take the depth-guided path
+        a, b = small.render(track.params(i)), fresh.render(track.params(i))
+        assert a.image.shape == (RESOLUTION // 2, RESOLUTION // 2, 3)
+        assert np.array_equal(a.image, b.image) and np.allclose(a.depth, b.depth)
+    # the full-size renderer it came from is untouched
+    assert renderer.render(track.params(0)).image.shape == (RESOLUTION, RESOLUTION, 3)
+    assert renderer.at_resolution(RESOLUTION) is renderer
+    with pytest.raises(RenderError, match="16..4096"):
+        renderer.at_resolution(8)

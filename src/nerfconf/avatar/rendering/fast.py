@@ -31,6 +31,7 @@ face (under the view asked for now), or the background alone when there was none
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -207,6 +208,23 @@ class Renderer:
         self.last_stats: dict[str, float] = {}
 
     # -- public ----------------------------------------------------------------------
+
+    def at_resolution(self, resolution: int) -> Renderer:
+        """The same renderer at another output side, sharing its tables and networks (nothing is
+        copied or compiled again), for a receiver that renders smaller on a slow host."""
+        resolution = int(resolution)
+        if resolution == self.resolution:
+            return self
+        if not 16 <= resolution <= 4096:
+            raise RenderError(f"resolution must be 16..4096 pixels, got {resolution}")
+        other = copy.copy(self)
+        other.resolution = resolution
+        other.focal = self.bundle.focal * resolution / self.bundle.resolution
+        other._white = np.ones((resolution * resolution, 3), np.float32)
+        other._guide = None
+        other._last_params = None
+        other.last_stats = {}
+        return other
 
     def prewarm(self) -> None:
         """Compiles every kernel and touches every buffer once, before a call starts."""

@@ -209,3 +209,85 @@ def test_netem_refuses_a_delay_beyond_any_network(capsys):
     assert main(["netem", "--target", "127.0.0.1:9", "--delay-ms", "1e9"]) == 2
     err = capsys.readouterr().err
     assert err == "nerfconf: error: delay must be 0..10000 ms, got 1e+09\n"
+
+
+def _inputs(tmp_path):
+    """Files and folders that pass the parser's existence checks; no command reads them before it
+    has checked where it will write."""
+    synthetic_track(50, seed=4).save(tmp_path / "t.npz")
+    for name in ("v.mp4", "c.json", "s.nfc"):
+        (tmp_path / name).write_bytes(b"not read: the output is checked first")
+    (tmp_path / "dir").mkdir()
+    return {"TRACK": "t.npz", "VIDEO": "v.mp4", "CONFIG": "c.json", "STREAM": "s.nfc", "DIR": "dir"}
+
+
+#: every command that writes, with the option naming where, and whether that is a file or a directory
+WRITERS = [
+    (["codec", "fit", "TRACK", "--test-frames", "0"], "-o", "file"),
+    (["codec", "encode", "TRACK", "--config", "CONFIG"], "-o", "file"),
+    (["codec", "decode", "STREAM", "--config", "CONFIG"], "-o", "file"),
+    (["face", "extract", "VIDEO", "--model", "DIR"], "-o", "file"),
+    (["face", "segment", "VIDEO"], "-o", "file"),
+    (["view", "--avatar", "DIR", "--headless"], "-o", "file"),
+    (["view", "--avatar", "DIR"], "--strip", "file"),
+    (["face", "fit", "VIDEO"], "-o", "dir"),
+    (["enroll", "VIDEO"], "-o", "dir"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag", "kind"), WRITERS, ids=lambda x: " ".join(x) if isinstance(x, list) else x)
+def test_an_output_in_a_missing_directory_or_onto_the_wrong_kind_is_one_line(tmp_path, capsys, argv, flag, kind):
+    names = _inputs(tmp_path)
+    argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
+    missing = tmp_path / "no" / "out"
+    assert main([*argv, flag, str(missing)]) == 2
+    assert capsys.readouterr().err == f"nerfconf: error: {flag} {missing}: its directory {missing.parent} does not exist\n"
+    wrong = tmp_path / ("dir" if kind == "file" else "t.npz")
+    assert main([*argv, flag, str(wrong)]) == 2
+    named = "is a directory; name a file" if kind == "file" else "is a file; name a directory"
+    assert capsys.readouterr().err == f"nerfconf: error: {flag} {wrong} {named}\n"
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    import errno  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    synthetic_track(300, seed=4).save(tmp_path / "t.npz")
+    real_write_text = Path.write_text
+
+    def full_after_ten_bytes(self, text, *args, **kwargs):  # a disk with room for ten bytes
+        real_write_text(self, text[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_after_ten_bytes)
+    out = tmp_path / "c.json"
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(out), "--test-frames", "0"]) == 2
+    assert capsys.readouterr().err == (f"nerfconf: error: -o {out}: the disk is full; the partial file was removed. "
+                                       "Free some space or write elsewhere\n")
+    assert not out.exists()
+
+
+def test_disk_full_is_recognised_through_a_librarys_own_error():
+    from safetensors import SafetensorError  # noqa: PLC0415
+
+    from nerfconf.commands.outputs import disk_full  # noqa: PLC0415
+
+    # safetensors' error for ENOSPC, as it reads on a full tmpfs
+    assert disk_full(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert not disk_full(OSError(13, "Permission denied"))
+
+
+def test_codec_fit_refuses_a_track_no_longer_than_the_held_out_split(tmp_path, capsys):
+    from nerfconf.tracks import HELD_OUT_FRAMES  # noqa: PLC0415
+
+    synthetic_track(135, seed=4).save(tmp_path / "t.npz")
+    out = tmp_path / "c.json"
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"nerfconf: error: {tmp_path / 't.npz'}: 135 frames, not more than the {HELD_OUT_FRAMES} held out for "
+        "testing; give "
+        "--test-frames a smaller number (0 fits on every frame)\n")
+    assert not out.exists()
+    assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(out), "--test-frames", "35"]) == 0
+    assert "fitted on 100 frames" in capsys.readouterr().out

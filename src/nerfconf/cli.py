@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from nerfconf import __version__
 from nerfconf.commands import avatar, bench, call, codec, demo, evaluate, face, net, view
 from nerfconf.commands.common import UserError
+from nerfconf.commands.outputs import disk_full
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except UserError as exc:
         print(f"nerfconf: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # where a command did not name the output it was writing (outputs.writing), still one line
+        if not disk_full(exc):
+            raise
+        print(f"nerfconf: error: the disk is full ({exc}); free some space or write elsewhere", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nerfconf: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ from anyone.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,13 @@ class ParamTrack:
         return ParamTrack(self.layout, self.values[s], self.face_found[s], self.t[s], self.source)
 
     def save(self, path: str | Path, extras: dict[str, np.ndarray] | None = None) -> None:
-        """Writes the track; ``extras`` (per-frame landmarks, timings) are stored beside it as ``x_*``."""
+        """Writes the track to ``path`` (as named: no ``.npz`` is added); ``extras`` (per-frame landmarks,
+        timings) are stored beside it as ``x_*``."""
+        # Built in memory and written in one go: numpy's zip writer, stopped by a full disk, raises
+        # again from its finaliser, and a track is small.
+        buffer = io.BytesIO()
         np.savez_compressed(
-            path,
+            buffer,
             **{f"x_{k}": v for k, v in (extras or {}).items()},
             format=np.int64(TRACK_FORMAT),
             n_expression=np.int64(self.layout.n_expression),
@@ -74,6 +79,7 @@ class ParamTrack:
             t=self.t.astype(np.float64),
             source=np.str_(self.source),
         )
+        Path(path).write_bytes(buffer.getvalue())
 
     @staticmethod
     def load_extras(path: str | Path) -> dict[str, np.ndarray]:

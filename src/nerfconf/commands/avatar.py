@@ -12,6 +12,7 @@ from nerfconf.commands.common import (
     apply_training_options,
     existing_file,
 )
+from nerfconf.commands.outputs import output_dir, writing
 from nerfconf.tracks import HELD_OUT_FRAMES  # numpy only: cheap enough for building the parser
 
 #: enrollment's default distortion weight (``EnrollConfig.distortion``; torch-free here)
@@ -46,7 +47,8 @@ def enroll(args: argparse.Namespace) -> int:
                           mask_loss_until=args.mask_loss_until)
     try:
         _claim_output(args.output, args.force, args.video)
-        bundle = enroll(args.video, args.output, config)
+        with writing(args.output):  # an interrupted enrollment resumes from its .work directory
+            bundle = enroll(args.video, args.output, config)
     except (VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     t = bundle.metadata["training"]
@@ -62,8 +64,7 @@ def _claim_output(output: Path, force: bool, video: Path) -> None:
     from nerfconf.avatar.bundle import remove_bundle  # noqa: PLC0415
     from nerfconf.capture.video import probe  # noqa: PLC0415
 
-    if output.exists() and not output.is_dir():
-        raise UserError(f"-o {output}: is a file, not a directory for the avatar bundle")
+    output_dir(output)
     if not (output / "bundle.json").is_file():
         return
     if not force:

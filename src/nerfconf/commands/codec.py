@@ -12,6 +12,7 @@ from nerfconf.commands.common import (
     load_track,
     sent_layout,
 )
+from nerfconf.commands.outputs import output_file, writing
 from nerfconf.tracks import HELD_OUT_FRAMES  # numpy only: cheap enough for building the parser
 
 STREAM_MAGIC = b"NFC1"
@@ -26,24 +27,19 @@ def _load_config(path: Path):
         raise UserError(f"{path}: {exc}") from exc
 
 
-def _output_path(output: Path, *inputs: Path) -> None:
-    """Refuses to write over one of the command's own inputs, or where no file can go."""
-    for path in inputs:
-        if path.exists() and output.exists() and output.resolve() == path.resolve():
-            raise UserError(f"-o {output} is also an input of this command; write somewhere else")
-    if output.is_dir():
-        raise UserError(f"-o {output} is a directory; name a file")
-    if not output.parent.is_dir():
-        raise UserError(f"-o {output}: its directory {output.parent} does not exist")
-
-
 def fit(args: argparse.Namespace) -> int:
-    _output_path(args.output, args.track)
+    output_file(args.output, args.track)
     from nerfconf.codec.config import Allocation, CodecConfig, Reference
     from nerfconf.codec.entropy import CoderId
 
     track = sent_layout(load_track(args.track), args.translation)
-    train = track.slice(0, max(2, len(track) - args.test_frames))
+    if args.test_frames < 0:
+        raise UserError(f"--test-frames {args.test_frames}: must be 0 or more")
+    if len(track) <= args.test_frames:
+        # the bounds would come from whatever sliver is left, silently: say so instead
+        raise UserError(f"{args.track}: {len(track)} frames, not more than the {args.test_frames} held out for "
+                        "testing; give --test-frames a smaller number (0 fits on every frame)")
+    train = track.slice(0, len(track) - args.test_frames)
     rows = train.values[train.face_found]
     if len(rows) < 2:
         raise UserError(f"{args.track}: fewer than two frames with a face to fit bounds on")
@@ -56,13 +52,14 @@ def fit(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    args.output.write_text(config.to_json())
+    with writing(args.output):
+        args.output.write_text(config.to_json())
     print(f"wrote {args.output} (configuration tag {config.tag:04x}, fitted on {len(rows)} frames)")
     return 0
 
 
 def encode(args: argparse.Namespace) -> int:
-    _output_path(args.output, args.track, args.config)
+    output_file(args.output, args.track, args.config)
     from nerfconf.codec.encoder import ParamEncoder
     from nerfconf.codec.frame import stuff
 
@@ -71,7 +68,7 @@ def encode(args: argparse.Namespace) -> int:
     if track.layout != config.layout:
         raise UserError(f"{args.track} has layout {track.layout}, the configuration expects {config.layout}")
     enc = ParamEncoder(config)
-    with open(args.output, "wb") as out:
+    with writing(args.output), open(args.output, "wb") as out:
         out.write(STREAM_MAGIC)
         for i in range(len(track)):
             out.write(stuff(enc.encode(track.params(i)).data))
@@ -84,7 +81,7 @@ def encode(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
-    _output_path(args.output, args.input, args.config)
+    output_file(args.output, args.input, args.config)
     import numpy as np
 
     from nerfconf.codec.decoder import ParamDecoder
@@ -115,7 +112,8 @@ def decode(args: argparse.Namespace) -> int:
         raise UserError(f"{args.input}: no decodable frames")
     track = ParamTrack(config.layout, np.array(rows), np.array(faces), np.array(times),
                        f"decoded from {args.input.name}")
-    track.save(args.output)
+    with writing(args.output):
+        track.save(args.output)
     print(f"wrote {args.output}: {len(track)} frames")
     return 1 if errors else 0
 

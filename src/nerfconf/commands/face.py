@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfconf.commands.common import UserError, existing_dir, existing_file, load_face_model
+from nerfconf.commands.outputs import output_dir, output_file, writing
 
 
 def fit(args: argparse.Namespace) -> int:
@@ -16,6 +17,7 @@ def fit(args: argparse.Namespace) -> int:
     from nerfconf.face.enroll import fit_from_video  # noqa: PLC0415
     from nerfconf.types import ParamLayout  # noqa: PLC0415
 
+    output_dir(args.output)
     try:
         model, params, times = fit_from_video(
             args.video, n_expression=args.k, test_frames=args.test_frames, hfov_deg=args.fov,
@@ -23,13 +25,14 @@ def fit(args: argparse.Namespace) -> int:
         )
     except (VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    model.save(args.output)
     # The codec section of the bundle: bounds from the model, priors from the same frames.
     layout = ParamLayout(model.n_expression, translation=False)
     rows = params[np.all(np.isfinite(params), axis=1)][:, : layout.dims]
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 20.0
     codec = CodecConfig.fit(layout, rows, gop_frames=CodecConfig.gop_from_seconds(1.0, min(fps, 20.0)))
-    (args.output / "codec.json").write_text(codec.to_json())
+    with writing(args.output):
+        model.save(args.output)
+        (args.output / "codec.json").write_text(codec.to_json())
     found = int(np.all(np.isfinite(params), axis=1).sum())
     print(f"wrote {args.output}: face model with {model.n_expression} expression components "
           f"({100 * model.metadata['explained_variance']:.2f} % of landmark variance), fitted on {found} frames; "
@@ -41,13 +44,15 @@ def extract(args: argparse.Namespace) -> int:
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
     from nerfconf.face.extract import extract_video  # noqa: PLC0415
 
+    output_file(args.output, args.video)
     model = load_face_model(args.model)
     try:
         track, extras = extract_video(args.video, model, smoothing=not args.no_smoothing, start=args.start,
                                       stop=args.stop, fps=args.fps, progress=True)
     except (VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    track.save(args.output, extras)
+    with writing(args.output):
+        track.save(args.output, extras)
     found = int(track.face_found.sum())
     lm = extras["landmarks_ms"]
     print(f"wrote {args.output}: {len(track)} frames, face found in {found} "
@@ -60,9 +65,11 @@ def segment(args: argparse.Namespace) -> int:
     from nerfconf.capture.video import VideoError  # noqa: PLC0415
     from nerfconf.face.segment import write_head_video  # noqa: PLC0415
 
+    output_file(args.output, args.video)
     try:
-        stats = write_head_video(args.video, args.output, size=args.size, start=args.start, stop=args.stop,
-                                 neck_margin=args.neck_margin, progress=True)
+        with writing(args.output):
+            stats = write_head_video(args.video, args.output, size=args.size, start=args.start, stop=args.stop,
+                                     neck_margin=args.neck_margin, progress=True)
     except (VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     print(f"wrote {args.output}: {stats.frames} head-only frames on white ({stats.width}x{stats.height}), "

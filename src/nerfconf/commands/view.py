@@ -13,6 +13,7 @@ from nerfconf.commands.common import (
     add_video_option,
     existing_file,
 )
+from nerfconf.commands.outputs import output_file, writing
 
 
 def avatar_track(avatar: Path, track: Path | None, video: Path | None, test_frames: int | None, bundle, *,
@@ -60,6 +61,10 @@ def load_renderer(avatar: Path, resolution: int | None, device: str, threads: in
 def view(args: argparse.Namespace) -> int:
     from nerfconf.playout import viewer  # noqa: PLC0415
 
+    if args.strip is not None:
+        output_file(args.strip, args.track, flag="--strip")
+    else:
+        output_file(args.output, args.track)
     bundle, renderer = load_renderer(args.avatar, args.resolution, args.device)
     track = avatar_track(args.avatar, args.track, args.video, args.test_frames, bundle, required=False,
                          progress=True)
@@ -68,8 +73,11 @@ def view(args: argparse.Namespace) -> int:
         import cv2  # noqa: PLC0415
 
         image = viewer.orbit_strip(renderer, track.params(min(args.strip_frame, len(track) - 1)))
-        args.strip.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.strip), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        # imwrite reports a full disk, or a name it cannot encode to, only by returning False
+        if not cv2.imwrite(str(args.strip), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            args.strip.unlink(missing_ok=True)
+            raise UserError(f"--strip {args.strip}: could not write the image (is the disk full, or is the "
+                            "extension not an image format such as .png?)")
         print(f"strip of views (yaw -45, 0, +45; pitch -30, +30) written to {args.strip}")
         return 0
     window = not args.headless and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -82,8 +90,9 @@ def view(args: argparse.Namespace) -> int:
     if window:
         viewer.run_window(renderer, track, fps=args.fps)
         return 0
-    path = viewer.write_orbit_video(renderer, track, args.output, frames=args.frames, fps=args.fps,
-                                    yaw_deg=args.orbit_yaw, pitch_deg=args.orbit_pitch, progress=True)
+    with writing(args.output):
+        path = viewer.write_orbit_video(renderer, track, args.output, frames=args.frames, fps=args.fps,
+                                        yaw_deg=args.orbit_yaw, pitch_deg=args.orbit_pitch, progress=True)
     print(f"no display: orbit video of {args.frames or len(track)} frames written to {path}")
     return 0
 

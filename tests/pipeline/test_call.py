@@ -44,3 +44,25 @@ def test_settings_name_what_is_missing():
         CallSettings(own=SAMPLE, listen=("127.0.0.1", 0))
     with pytest.raises(ValueError, match="--avatar-self"):
         CallSettings(listen=("127.0.0.1", 0))
+
+
+def test_listening_on_every_address_needs_the_address_to_advertise():
+    with pytest.raises(ValueError, match=r"--listen 0\.0\.0\.0:5000 takes calls on every address.*add --advertise HOST"):
+        CallSettings(peer=SAMPLE, listen=("0.0.0.0", 5000))
+    with pytest.raises(ValueError, match="add --advertise HOST"):
+        CallSettings(peer=SAMPLE, listen=("::", 5000))
+    with pytest.raises(ValueError, match="it goes with --listen"):
+        CallSettings(peer=SAMPLE, join="nerfconf://x", advertise="127.0.0.1")
+
+
+def test_the_join_string_names_the_advertised_address():
+    class Joined(Exception):
+        pass
+
+    def stop(join: str) -> None:
+        raise Joined(join)
+
+    settings = CallSettings(peer=SAMPLE, listen=("0.0.0.0", 0), advertise="127.0.0.1", window=False)
+    with pytest.raises(Joined) as got:
+        asyncio.run(run_call(settings, on_join=stop))
+    assert str(got.value).startswith("nerfconf://127.0.0.1:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,16 +15,20 @@ from nerfconf.commands.common import (
     UserError,
     existing_dir,
     existing_file,
+    host_port,
     refine_every,
 )
+from nerfconf.commands.outputs import output_file, writing
 
 
-def _listen_addr(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+def _advertised_host(text: str) -> str:
+    from nerfconf.net.join import JoinStringError, join_host  # noqa: PLC0415
+
     try:
-        return host or "127.0.0.1", int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
+        join_host(text)
+    except JoinStringError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip("[]")  # bare, as listen() takes it: it brackets an IPv6 address itself
 
 
 def _view(text: str):
@@ -46,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from nerfconf.pipeline.call import CallSettings, call  # noqa: PLC0415
     from nerfconf.pipeline.render_worker import RenderWorkerError  # noqa: PLC0415
 
+    save = getattr(args, "save", None)
+    for path, flag in ((save, "--save"), (args.stats, "--stats")):
+        if path is not None:
+            output_file(path, flag=flag)
     try:
         settings = CallSettings(own=getattr(args, "avatar_self", None), peer=getattr(args, "avatar_peer", None),
-                                listen=args.listen, join=args.connect, token=args.token,
+                                listen=args.listen, advertise=args.advertise, join=args.connect, token=args.token,
                                 video=getattr(args, "video", None), camera=getattr(args, "camera", None),
                                 loop_video=getattr(args, "loop", False),
                                 paced=not getattr(args, "as_fast_as_possible", False), seconds=args.seconds,
@@ -64,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"waiting for the other peer; give them this join string:\n  {join}", flush=True)
 
     try:
-        result = call(settings, on_join=show_join)
+        with writing(save, "--save") if save is not None else contextlib.nullcontext():
+            result = call(settings, on_join=show_join)
     except (BundleError, VideoError, CameraError, RenderWorkerError, IncompatibleStreamError, TransportError,
             OSError) as exc:
         raise UserError(str(exc)) from exc
@@ -72,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                "receiver": result.receiver.to_dict() if result.receiver else None,
                "transport": result.transport}
     if args.stats is not None:
-        args.stats.write_text(json.dumps(summary, indent=1, default=float))
+        with writing(args.stats, "--stats"):
+            args.stats.write_text(json.dumps(summary, indent=1, default=float))
     if result.receiver:
         from nerfconf.pipeline.report import call_summary  # noqa: PLC0415
 
@@ -84,11 +95,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--listen", type=_listen_addr, metavar="[HOST:]PORT",
+    where.add_argument("--listen", type=host_port, metavar="[HOST:]PORT",
                        help="wait for the other peer on this UDP port (host default 127.0.0.1; give your LAN address "
-                       "to take calls from other machines) and print the join string to give them")
+                       "to take calls from other machines, or 0.0.0.0 with --advertise) and print the join string "
+                       "to give them")
     where.add_argument("--connect", metavar="JOIN", help="join string printed by the listening peer "
                        "(nerfconf://HOST:PORT#sha256=...&token=...)")
+    p.add_argument("--advertise", type=_advertised_host, default=None, metavar="HOST",
+                   help="with --listen: the address the join string names, the one the other peer dials (default: "
+                   "the --listen host; needed when that is 0.0.0.0 or ::, every address of this machine)")
     p.add_argument("--token", default=None, help="room token to require when listening (default: a new random one)")
     p.add_argument("--mode", choices=("datagram", "stream"), default="datagram",
                    help="datagrams with copies of the last frames (default), or the paper's reliable stream")

@@ -161,6 +161,16 @@ def data_file(args: argparse.Namespace, name: str) -> Path:
     return path
 
 
+def host_port(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (an IPv6 host in brackets or bare), for --listen and --target; HOST defaults to
+    127.0.0.1 and PORT 0 asks for any free port."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        # checked here: a port past 65535 reaches the socket as an OverflowError traceback
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT with PORT 0..65535, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

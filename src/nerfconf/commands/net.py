@@ -7,14 +7,7 @@ import asyncio
 import json
 from dataclasses import asdict
 
-from nerfconf.commands.common import UserError, existing_file
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+from nerfconf.commands.common import UserError, existing_file, host_port
 
 
 def _link_specs(args: argparse.Namespace):
@@ -79,9 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rate cap with a drop-tail queue, or replay of an AlphaRTC or Mahimahi trace. Point the client at the "
         "--listen address instead of the server. Only loopback addresses are accepted. Prints per-direction "
         "counters as JSON when it stops.")
-    p.add_argument("--listen", type=_hostport, default=("127.0.0.1", 0),
+    p.add_argument("--listen", type=host_port, default=("127.0.0.1", 0),
                    help="HOST:PORT the relay listens on (default 127.0.0.1:0, a free port, printed at start)")
-    p.add_argument("--target", type=_hostport, required=True, help="HOST:PORT of the server to relay to")
+    p.add_argument("--target", type=host_port, required=True, help="HOST:PORT of the server to relay to")
     p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay each direction (default 0)")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="standard deviation of added delay (default 0)")
     p.add_argument("--reorder", action="store_true", help="let jitter reorder packets (default: keep order)")

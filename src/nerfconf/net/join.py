@@ -27,6 +27,16 @@ _HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+")
 _JOIN_RE = re.compile(rf"{SCHEME}://(?P<host>[^#/]*?):(?P<port>\d{{1,5}})/?#(?P<fragment>.*)")
 
 
+def join_host(host: str) -> str:
+    """``host`` as a join string names it (an IPv6 address in brackets), or JoinStringError if it
+    is neither a host name nor an address."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    if not _HOST_RE.fullmatch(host):
+        raise JoinStringError(f"not a host name or address: {host!r}")
+    return host
+
+
 def new_token() -> str:
     """A fresh room token: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)

@@ -7,6 +7,7 @@ room token) for the other peer to pass to ``--connect``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ class CallSettings:
     #: the other user's bundle (their avatar); None: send only
     peer: Path | None = None
     listen: tuple[str, int] | None = None
+    #: the host the join string names when listening (default: the listening host)
+    advertise: str | None = None
     join: str | None = None
     token: str | None = None
     video: Path | None = None
@@ -58,10 +61,24 @@ class CallSettings:
     def __post_init__(self) -> None:
         if (self.listen is None) == (self.join is None):
             raise ValueError("give exactly one of --listen or --connect")
+        if self.advertise is not None and self.listen is None:
+            raise ValueError("--advertise names the address of a listening peer; it goes with --listen")
+        if self.listen is not None and self.advertise is None and _every_address(self.listen[0]):
+            host, port = self.listen
+            raise ValueError(f"--listen {host}:{port} takes calls on every address of this machine, so the join "
+                             "string cannot name one by itself: add --advertise HOST, the address the other peer "
+                             "dials (e.g. this machine's LAN address)")
         if self.own is None and self.peer is None:
             raise ValueError("a call needs --avatar-self (to send), --avatar-peer (to receive), or both")
         if self.own is not None and self.video is None and self.camera is None:
             raise ValueError("sending needs --video PATH or --camera N")
+
+
+def _every_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return host == ""
 
 
 async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = print,
@@ -87,7 +104,8 @@ async def run_call(settings: CallSettings, *, on_join: Callable[[str], None] = p
     try:
         if settings.listen is not None:
             host, port = settings.listen
-            async with listen(host, port, settings.token or new_token(), config) as server:
+            async with listen(host, port, settings.token or new_token(), config,
+                              advertise_host=settings.advertise) as server:
                 on_join(str(server.join_info))
                 conn = await server.accept()
                 return await run_peer(plan, conn, stamps=stamps, worker=worker)

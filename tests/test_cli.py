@@ -230,8 +230,14 @@ WRITERS = [
     (["face", "segment", "VIDEO"], "-o", "file"),
     (["view", "--avatar", "DIR", "--headless"], "-o", "file"),
     (["view", "--avatar", "DIR"], "--strip", "file"),
+    (["eval", "quality", "--avatar", "DIR", "--video", "VIDEO"], "--strip", "file"),
+    (["receive", "--avatar-peer", "DIR", "--listen", "0"], "--save", "file"),
+    (["receive", "--avatar-peer", "DIR", "--listen", "0"], "--stats", "file"),
     (["face", "fit", "VIDEO"], "-o", "dir"),
     (["enroll", "VIDEO"], "-o", "dir"),
+    (["demo"], "--out", "dir"),
+    (["eval", "latency", "--avatar", "DIR"], "--out", "dir"),
+    (["eval", "rd", "--avatar", "DIR", "--video", "VIDEO"], "--out", "dir"),
 ]
 
 
@@ -291,3 +297,35 @@ def test_codec_fit_refuses_a_track_no_longer_than_the_held_out_split(tmp_path, c
     assert not out.exists()
     assert main(["codec", "fit", str(tmp_path / "t.npz"), "-o", str(out), "--test-frames", "35"]) == 0
     assert "fitted on 100 frames" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["receive", "--avatar-peer", "DIR", "--listen"], ["netem", "--target"]])
+def test_a_port_out_of_range_is_one_line_not_an_overflow(tmp_path, capsys, argv):
+    names = _inputs(tmp_path)
+    argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "127.0.0.1:80000"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected [HOST:]PORT with PORT 0..65535, got '127.0.0.1:80000'" in err and "Traceback" not in err
+
+
+def test_listening_on_every_address_asks_for_advertise(tmp_path, capsys):
+    (tmp_path / "peer").mkdir()
+    assert main(["receive", "--avatar-peer", str(tmp_path / "peer"), "--listen", "0.0.0.0:5000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nerfconf: error: --listen 0.0.0.0:5000 takes calls on every address") and err.count("\n") == 1
+    assert "add --advertise HOST" in err
+    with pytest.raises(SystemExit):
+        main(["receive", "--avatar-peer", str(tmp_path / "peer"), "--listen", "0.0.0.0:5000", "--advertise", "a b"])
+    assert "not a host name or address: 'a b'" in capsys.readouterr().err
+
+
+def test_an_image_that_cannot_be_written_is_named(tmp_path):
+    from nerfconf.image_file import write_image  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match=r"strip\.nope: not an image file name OpenCV can write"):
+        write_image(tmp_path / "strip.nope", np.zeros((8, 8, 3), np.uint8))
+    assert not (tmp_path / "strip.nope").exists()
+    write_image(tmp_path / "strip.png", np.zeros((8, 8, 3), np.uint8))
+    assert (tmp_path / "strip.png").stat().st_size > 0

@@ -14,6 +14,7 @@ from nerfconf.commands.common import (
     existing_file,
     refine_every,
 )
+from nerfconf.commands.outputs import output_dir
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--loss must be in 0..1, got {args.loss}")
     if args.seconds is not None and args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
+    output_dir(args.out, "--out")
     console = make_console()
     settings = DemoSettings(avatar=args.avatar or SAMPLE, video=args.video, camera=args.camera,
                             seconds=args.seconds, rtt_ms=args.rtt_ms, loss=args.loss, mode=args.mode,

@@ -16,6 +16,7 @@ from nerfconf.commands.common import (
     positive_int,
     refine_every,
 )
+from nerfconf.commands.outputs import output_dir, output_file
 from nerfconf.evaluate.baselines import BASELINES, DEFAULT_OTHER_KBPS, DEFAULT_X265_KBPS
 from nerfconf.report import to_json
 
@@ -29,7 +30,7 @@ def quality(args: argparse.Namespace) -> int:
     from nerfconf.evaluate.quality import evaluate_quality  # noqa: PLC0415
 
     # never into the bundle: a bundle holds only what its enrollment made (and a committed sample stays as it is)
-    strip = args.strip or Path(f"eval_strip_{args.avatar.resolve().name}.png")
+    strip = output_file(args.strip or Path(f"eval_strip_{args.avatar.resolve().name}.png"), flag="--strip")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
                                   strip=strip, fast=args.fast, refine_pose=args.refine_pose,
@@ -62,6 +63,7 @@ def latency(args: argparse.Namespace) -> int:
     from nerfconf.pipeline.report import latency_table  # noqa: PLC0415
     from nerfconf.ui import console as make_console  # noqa: PLC0415
 
+    output_dir(args.out, "--out")
     try:
         result = latency_table_data(args.avatar or SAMPLE, seconds=args.seconds, resolution=args.resolution,
                                     out=args.out, progress=not args.json)
@@ -111,7 +113,7 @@ def rd(args: argparse.Namespace) -> int:
                           x265_kbps=args.x265_kbps, other_kbps=args.other_kbps,
                           stop_x265_when_better=not args.full_ladder, samples=args.samples, vmaf=not args.no_vmaf,
                           refine_pose=args.refine_pose, refine_every=refine_every(args.refine_every))
-    out = args.out or Path("rd") / args.avatar.name
+    out = output_dir(args.out, "--out") if args.out is not None else Path("rd") / args.avatar.name
     try:
         result = run_rd(args.avatar, args.video, out, settings, progress=not args.json)
         paths = write_report(result, out, grid=not args.no_grid)

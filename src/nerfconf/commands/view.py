@@ -70,14 +70,13 @@ def view(args: argparse.Namespace) -> int:
                          progress=True)
     renderer.prewarm()
     if args.strip is not None:
-        import cv2  # noqa: PLC0415
+        from nerfconf.image_file import write_image  # noqa: PLC0415
 
         image = viewer.orbit_strip(renderer, track.params(min(args.strip_frame, len(track) - 1)))
-        # imwrite reports a full disk, or a name it cannot encode to, only by returning False
-        if not cv2.imwrite(str(args.strip), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            args.strip.unlink(missing_ok=True)
-            raise UserError(f"--strip {args.strip}: could not write the image (is the disk full, or is the "
-                            "extension not an image format such as .png?)")
+        try:
+            write_image(args.strip, image)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
         print(f"strip of views (yaw -45, 0, +45; pitch -30, +30) written to {args.strip}")
         return 0
     window = not args.headless and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

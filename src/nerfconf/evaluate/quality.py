@@ -23,6 +23,7 @@ from nerfconf.capture.video import probe
 from nerfconf.evaluate.metrics import FullFrameScores, HeadScores, score_frames
 from nerfconf.face.extract import FaceTracker
 from nerfconf.face.segment import head_frames
+from nerfconf.image_file import write_image
 from nerfconf.tracks import ParamTrack
 from nerfconf.types import ParamLayout
 
@@ -285,10 +286,8 @@ def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
 
 def write_strip(path: Path, references: np.ndarray, rendered: np.ndarray, columns: int = 6) -> None:
     """Ground truth above, avatar below, for a few evenly spaced frames."""
-    import cv2  # noqa: PLC0415
-
     pick = np.linspace(0, len(references) - 1, min(columns, len(references))).astype(int)
     top = np.concatenate([references[i] for i in pick], axis=1)
     bottom = np.concatenate([rendered[i] for i in pick], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([top, bottom], axis=0), cv2.COLOR_RGB2BGR))
+    write_image(path, np.concatenate([top, bottom], axis=0))

@@ -1,5 +1,6 @@
 """The fast renderer against the reference renderer, and its contract: views, holds, bad input."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -143,8 +144,11 @@ def test_bad_parameters_raise_render_error(renderer):
         renderer.render(_params(rotation=(np.nan, 0, 0)))
     with pytest.raises(RenderError, match="in front"):
         renderer.render(_params(translation=(0, 0, -1.0)))
-    with pytest.raises(RenderError, match="resolution"):
+    with pytest.raises(RenderError, match="resolution must be 16..4096 pixels, got 4$"):
         Renderer(tiny_bundle(), resolution=4)
+    huge = dataclasses.replace(tiny_bundle(), resolution=10**9)  # not what was asked for: None
+    with pytest.raises(RenderError, match="got 1000000000, the bundle's$"):
+        Renderer(huge)
     with pytest.raises(RenderError, match="device"):
         Renderer(tiny_bundle(), device="tpu")
 

@@ -150,7 +150,8 @@ class Renderer:
         self.bundle = bundle
         self.resolution = int(resolution or bundle.resolution)
         if not 16 <= self.resolution <= 4096:
-            raise RenderError(f"resolution must be 16..4096 pixels, got {resolution}")
+            given = resolution if resolution else f"{bundle.resolution}, the bundle's"
+            raise RenderError(f"resolution must be 16..4096 pixels, got {given}")
         self.focal = bundle.focal * self.resolution / bundle.resolution
         self.settings = settings or RenderSettings()
         try:

@@ -41,3 +41,14 @@ def test_a_new_directory_appears_whole(tmp_path):
     with replace_directory(tmp_path / "x" / "d") as staging:
         (staging / "a").write_text("a")
     assert _tree(tmp_path / "x" / "d") == {"a": "a"}
+
+
+def test_a_link_to_the_directory_is_kept_and_what_it_points_at_replaced(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    (real / "a").write_text("old a")
+    link.symlink_to(real)
+    with replace_directory(link) as staging:
+        (staging / "a").write_text("new a")
+    assert link.is_symlink() and _tree(link) == {"a": "new a"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

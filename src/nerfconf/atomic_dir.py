@@ -28,6 +28,8 @@ def replace_directory(target: Path, *, drop: Collection[str] = ()) -> Iterator[P
     and those the block wrote anew. If the block raises, ``target`` is left as it was.
     """
     target = Path(target)
+    if target.is_symlink():  # replace what the link points at, and keep the link
+        target = target.resolve()
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} is a file, not a directory")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from nerfconf.net import ConnectionClosedError, Feedback, TransportConfig
+from nerfconf.net.admission import AdmissionLimits, AdmissionPolicy
 from nerfconf.net.certs import PEER_NAME, generate_identity
 from nerfconf.net.messages import Hello, encode_message
 from nerfconf.net.protocol import (
     ALPN,
     CONTROL_STREAM,
     CallProtocol,
+    CloseCode,
     Closed,
     FeedbackReceived,
     FrameReceived,
+    HelloGate,
     Opened,
     Refused,
     State,
@@ -48,7 +50,8 @@ class Wire:
     """A client and a server joined by a lossless in-memory link (``drop`` decides losses)."""
 
     def __init__(self, config: TransportConfig | None = None, *, client_token: str = "room",
-                 server_token: str = "room", raw_client: bool = False) -> None:
+                 server_token: str = "room", raw_client: bool = False, gate: HelloGate | None = None,
+                 drop: Callable[[str, bytes], bool] | None = None) -> None:
         self.config = config or TransportConfig()
         self.now = 1000.0
         common = {"alpn_protocols": [ALPN], "max_datagram_frame_size": 1300, "idle_timeout": self.config.idle_timeout}
@@ -60,10 +63,12 @@ class Wire:
         self.client = None if raw_client else CallProtocol(qc, self.config, client_token)
         self.client_quic = qc
         self.server = CallProtocol(qs, self.config, server_token)
+        self.server.gate = gate
         self.events: dict[str, list] = {"client": [], "server": []}
         #: (direction "up" / "down", datagram) -> True to lose it
-        self.drop: Callable[[str, bytes], bool] = lambda direction, data: False
+        self.drop: Callable[[str, bytes], bool] = drop or (lambda direction, data: False)
         self.datagrams = {"up": 0, "down": 0}
+        self.server.start(self.now)  # as the asyncio layer does when the first packet makes the connection
         qc.connect(SERVER_ADDR, now=self.now)
         self.pump()
 
@@ -316,8 +321,51 @@ def test_feedback_is_not_sent_on_a_closed_call():
     assert wire.client.stats().acks_sent == sent
 
 
-def test_busy_refusal_closes_an_authenticated_peer():
-    wire = opened(replace(TransportConfig()))
-    wire.server.refuse_busy()
+def test_a_peer_that_never_finishes_tls_is_dropped_after_the_auth_timeout():
+    """The deadline runs from the connection's first packet, not from the end of TLS."""
+    config = TransportConfig(auth_timeout=0.5)
+    wire = Wire(config, drop=lambda direction, data: direction == "down")  # the client never hears the server
+    wire.advance(0.4)
+    assert wire.server.state == State.HANDSHAKE
+    wire.advance(0.2)
+    assert wire.server.state in (State.CLOSING, State.CLOSED)
+    assert wire.server.close_reason == "the peer did not authenticate in time"
     wire.advance(5.0)
-    assert "not accepting more peers" in wire.client.close_reason
+    assert wire.server.state == State.CLOSED
+
+
+def _policy_gate(policy: AdmissionPolicy, key: str, source: str = CLIENT_ADDR[0]) -> HelloGate:
+    policy.opened(key, source)
+    return policy.gate(key, source)
+
+
+def test_a_peer_the_application_cannot_take_is_refused_as_busy_not_welcomed():
+    policy = AdmissionPolicy(AdmissionLimits(max_peers=1))
+    assert _policy_gate(policy, "the peer in the call", "10.0.0.9").refuse_peer() is None
+    wire = Wire(gate=_policy_gate(policy, "late peer"))
+    wire.advance(0.01)
+    assert not wire.of("client", Opened) and not wire.of("server", Opened)
+    (refused,) = wire.of("server", Refused)
+    assert "already in a call" in refused.reason
+    wire.advance(5.0)
+    (closed,) = wire.of("client", Closed)
+    assert closed.by_peer_before_open and closed.code == CloseCode.BUSY
+    assert closed.reason.startswith("the server cannot take this peer now: this host is already in a call")
+    assert policy.peers == 1 and policy.half_open == 1  # counted until the endpoint reports it gone
+
+
+def test_a_source_past_its_wrong_token_budget_is_refused_unread():
+    policy = AdmissionPolicy(AdmissionLimits(max_token_failures=2, token_failure_window=60.0))
+    for attempt in range(2):
+        wire = Wire(client_token="guess-%d" % attempt, server_token="right", gate=_policy_gate(policy, attempt))
+        wire.advance(0.01)
+        assert wire.of("client", Refused) == [Refused("the server refused this peer: wrong room token")]
+    wire = Wire(client_token="right", server_token="right", gate=_policy_gate(policy, "third"))
+    wire.advance(0.01)
+    (refused,) = wire.of("client", Refused)
+    assert "too many wrong room tokens from 10.0.0.1; try again in 60 s" in refused.reason
+    assert not wire.of("server", Opened)
+    # another source is not held back
+    wire = Wire(client_token="right", server_token="right", gate=_policy_gate(policy, "other", "10.0.0.7"))
+    wire.advance(0.01)
+    assert wire.of("server", Opened)

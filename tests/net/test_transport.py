@@ -17,10 +17,12 @@ from nerfconf.net import (
     Feedback,
     FingerprintMismatchError,
     JoinInfo,
+    ServerBusyError,
     TransportConfig,
     connect,
     listen,
 )
+from nerfconf.net.admission import AdmissionLimits
 from nerfconf.net.netem import LinkSpec, NetemRelay
 from tests.net.helpers import frame
 
@@ -136,7 +138,62 @@ def test_wrong_token_is_refused_on_both_sides(config, caplog):
     assert "wrong room token" in caplog.text
 
 
+def test_wrong_tokens_from_one_address_are_rate_limited(config):
+    async def main():
+        limits = AdmissionLimits(max_token_failures=2, token_failure_window=60.0)
+        async with listen("127.0.0.1", 0, "the-right-token", config, limits=limits) as server:
+            bad = replace(server.join_info, token="a-guessed-token")
+            for _ in range(2):
+                with pytest.raises(AuthenticationError, match="wrong room token"):
+                    async with connect(bad, config):
+                        pass
+            # the right token is not even looked at until the window has passed
+            with pytest.raises(AuthenticationError, match=r"too many wrong room tokens from 127\.0\.0\.1; try again in"):
+                async with connect(server.join_info, config):
+                    pass
+            assert "too many wrong room tokens" in server.refusals[-1]
+
+    asyncio.run(main())
+
+
+def test_peers_beyond_the_one_in_the_call_are_refused_as_busy_not_parked(config):
+    """Four peers with the right token (the most one address may hold); the application takes one, the
+    others hear why they cannot join."""
+
+    async def try_join(join):
+        try:
+            async with connect(join, config):
+                return "joined"
+        except ServerBusyError as exc:
+            return str(exc)
+
+    async def main():
+        async with listen("127.0.0.1", 0, None, config) as server:
+            async with connect(server.join_info, config) as first:
+                peer = await asyncio.wait_for(server.accept(), 5)
+                outcomes = await asyncio.gather(*(try_join(server.join_info) for _ in range(3)))
+                for outcome in outcomes:
+                    assert outcome.startswith("the server cannot take this peer now: this host is already in a call")
+                assert sum("already in a call" in r for r in server.refusals) == 3
+                for _ in range(100):
+                    if server.connections == 1:
+                        break
+                    await asyncio.sleep(0.02)
+                assert server.connections == 1 and server._accepted.empty()  # nobody parked
+                first.send_frame(frame(3))
+                assert (await asyncio.wait_for(peer.recv_frame(), 2)).seq == 3
+            with pytest.raises(ConnectionClosedError):
+                await asyncio.wait_for(peer.recv_frame(), 2)  # the first peer left
+            async with connect(server.join_info, config):  # its place is free again
+                await asyncio.wait_for(server.accept(), 5)
+
+    asyncio.run(main())
+
+
 def test_wrong_fingerprint_is_refused_on_both_sides(config):
+    """Every listener answers a first Initial with a Retry, after which aioquic makes a fresh TLS
+    context: the pin must hold on that one too."""
+
     async def main():
         async with listen("127.0.0.1", 0, None, config) as server:
             bad = JoinInfo(server.join_info.host, server.join_info.port, "00" * 32, server.join_info.token)

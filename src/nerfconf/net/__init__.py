@@ -21,6 +21,7 @@ from nerfconf.net.errors import (
     FingerprintMismatchError,
     JoinStringError,
     ProtocolError,
+    ServerBusyError,
     TransportError,
 )
 from nerfconf.net.join import JoinInfo, new_token
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "ReceivedFrame",
     "Server",
+    "ServerBusyError",
     "TransportConfig",
     "TransportError",
     "TransportStats",

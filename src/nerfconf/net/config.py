@@ -38,7 +38,8 @@ class TransportConfig:
     #: received frames kept for recv_frame(); the oldest is dropped when it overflows
     recv_queue: int = 256
     handshake_timeout: float = 10.0
-    #: a client that has not shown the room token this long after TLS is dropped
+    #: a client that has not shown the room token this long after its first packet (TLS included) is
+    #: dropped: the bound on how long a half-open connection holds a listening peer's memory
     auth_timeout: float = 5.0
     #: where the server's certificate is cached (default: nerfconf.net.certs.config_dir())
     identity_dir: Path | None = None

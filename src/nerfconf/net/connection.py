@@ -17,10 +17,16 @@ from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
 
 from nerfconf.net.config import IP_UDP_OVERHEAD, ReceivedFrame, TransportConfig, TransportStats
-from nerfconf.net.errors import AuthenticationError, ConnectionClosedError, FingerprintMismatchError
+from nerfconf.net.errors import (
+    AuthenticationError,
+    ConnectionClosedError,
+    FingerprintMismatchError,
+    ServerBusyError,
+)
 from nerfconf.net.messages import Feedback
 from nerfconf.net.protocol import (
     ALPN,
+    BUSY_CODES,
     CallEvent,
     CallProtocol,
     CloseCode,
@@ -33,7 +39,7 @@ from nerfconf.net.protocol import (
     Refused,
     State,
 )
-from nerfconf.net.tls_pin import pin_context
+from nerfconf.net.tls_pin import pin_connection
 from nerfconf.types import EncodedFrame
 
 __all__ = ["ALPN", "Connection", "NerfProtocol"]
@@ -83,6 +89,9 @@ class NerfProtocol(QuicConnectionProtocol):
         self._call_timer: asyncio.TimerHandle | None = None
         self.peer_address: Any = None
         self.on_feedback: FeedbackCallback | None = None
+        # aioquic makes a server's protocol on the connection's first packet: its auth deadline starts now
+        self.call.start(self._loop.time())
+        self._arm_timer()
 
     @property
     def config(self) -> TransportConfig:
@@ -102,7 +111,7 @@ class NerfProtocol(QuicConnectionProtocol):
         super().connect(addr, transmit=False)
         if self._pin is not None:
             # before any server packet can arrive, so its certificate meets the pin
-            pin_context(self._quic.tls, self._pin, self._pin_mismatch)
+            pin_connection(self._quic, self._pin, self._pin_mismatch)
         if transmit:
             self.transmit()
 
@@ -174,7 +183,8 @@ class NerfProtocol(QuicConnectionProtocol):
                 log.warning("refused by peer %s: %s", self.peer_address, ev.reason)
             if self._on_refused is not None:
                 self._on_refused(f"peer {self.peer_address}: {ev.reason}")
-        self._fail_open(ConnectionClosedError(ev.reason))
+        busy = self.call.is_client and ev.by_peer_before_open and ev.code in BUSY_CODES
+        self._fail_open(ServerBusyError(ev.reason) if busy else ConnectionClosedError(ev.reason))
         if self._call_timer is not None:
             self._call_timer.cancel()
             self._call_timer = None
@@ -202,10 +212,6 @@ class NerfProtocol(QuicConnectionProtocol):
         self.call.send_feedback(fb, self._loop.time())
         self.transmit()
         self._arm_timer()
-
-    def refuse_busy(self) -> None:
-        self.call.refuse_busy()
-        self.transmit()
 
     async def recv(self) -> ReceivedFrame:
         if self.call.state == State.CLOSED and self._received.empty():

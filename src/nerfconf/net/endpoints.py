@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from aioquic.asyncio import connect as quic_connect
-from aioquic.asyncio import serve as quic_serve
 from aioquic.quic.configuration import QuicConfiguration
 
+from nerfconf.net.admission import AdmissionLimits, AdmissionPolicy
 from nerfconf.net.certs import PEER_NAME, load_or_create_identity
 from nerfconf.net.config import TransportConfig
 from nerfconf.net.connection import ALPN, Connection, NerfProtocol
 from nerfconf.net.errors import ConnectionClosedError, TransportError
+from nerfconf.net.guarded_server import GuardedQuicServer, serve_guarded
 from nerfconf.net.join import JoinInfo, check_token, new_token
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,20 @@ def _quic_configuration(config: TransportConfig, *, is_client: bool) -> QuicConf
 
 
 class Server:
-    """A listening endpoint; peers that showed the room token come out of :meth:`accept`."""
+    """A listening endpoint; peers that showed the room token come out of :meth:`accept`.
 
-    def __init__(self, join_info: JoinInfo) -> None:
+    At most ``AdmissionLimits.max_peers`` of them at a time (see :mod:`nerfconf.net.admission`):
+    more are refused as busy, so none waits in a queue the application does not read.
+    """
+
+    def __init__(self, join_info: JoinInfo, quic_server: GuardedQuicServer) -> None:
         self.join_info = join_info
-        self._accepted: asyncio.Queue[Connection] = asyncio.Queue(maxsize=16)
-        #: the last refusals, newest last (wrong token, wrong fingerprint, timeouts)
+        self._quic_server = quic_server
+        self._accepted: asyncio.Queue[Connection] = asyncio.Queue()
+        #: the last refusals, newest last (wrong token, wrong fingerprint, timeouts, busy)
         self.refusals: deque[str] = deque(maxlen=32)
 
     def _on_open(self, protocol: NerfProtocol) -> None:
-        if self._accepted.full():
-            protocol.refuse_busy()
-            return
         self._accepted.put_nowait(Connection(protocol))
 
     def _on_refused(self, reason: str) -> None:
@@ -63,6 +66,21 @@ class Server:
 
     async def accept(self) -> Connection:
         return await self._accepted.get()
+
+    @property
+    def connections(self) -> int:
+        """Connection objects the endpoint holds now: in the handshake, open, or closing."""
+        return len(set(self._quic_server._protocols.values()))
+
+    @property
+    def admission(self) -> AdmissionPolicy:
+        """The admission policy's counts (half-open, peers, per source) and limits."""
+        return self._quic_server.policy
+
+    @property
+    def refused_connections(self) -> int:
+        """Validated Initials turned away before a connection was made (half-open or per-source caps)."""
+        return self._quic_server.refused_connections
 
 
 @asynccontextmanager
@@ -73,11 +91,14 @@ async def listen(
     config: TransportConfig | None = None,
     *,
     advertise_host: str | None = None,
+    limits: AdmissionLimits | None = None,
 ) -> AsyncIterator[Server]:
     """Listens for peers on UDP ``host:port`` (0: any free port); ``server.join_info`` is what they need.
 
     ``token`` is the room token (a fresh random one when None). The join
     string names ``advertise_host`` (default: ``host``), the address peers reach.
+    ``limits`` bound what strangers can make the server hold (default ``AdmissionLimits()``:
+    one peer at a time).
     """
     config = config or TransportConfig()
     token = check_token(token) if token is not None else new_token()
@@ -96,12 +117,14 @@ async def listen(
         on_refused=lambda r: holder[0]._on_refused(r),
     )
     try:
-        quic_server = await quic_serve(host, port, configuration=qc, create_protocol=factory)
+        quic_server = await serve_guarded(host, port, policy=AdmissionPolicy(limits), configuration=qc,
+                                          create_protocol=factory)
     except OSError as exc:
         raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     bound_port = quic_server._transport.get_extra_info("sockname")[1]
     adv = advertise_host or host
-    server = Server(JoinInfo(f"[{adv}]" if ":" in adv else adv, bound_port, identity.fingerprint, token))
+    server = Server(JoinInfo(f"[{adv}]" if ":" in adv else adv, bound_port, identity.fingerprint, token),
+                    quic_server)
     holder.append(server)
     try:
         yield server

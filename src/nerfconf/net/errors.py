@@ -19,6 +19,10 @@ class AuthenticationError(TransportError):
     """The peer refused us (wrong room token), or we refused the peer."""
 
 
+class ServerBusyError(TransportError):
+    """The server cannot take this peer now (already in a call, or too many connections); try again later."""
+
+
 class ProtocolError(TransportError):
     """The peer sent something this protocol does not allow; the connection is closed."""
 

@@ -13,7 +13,11 @@ What it owns:
 
 * authentication: the client's first control message is HELLO with the room token
   and protocol version; the server answers WELCOME or REFUSE, and closes a client
-  that stays silent past ``auth_timeout``. Nothing else is accepted before that;
+  that has not shown the token ``auth_timeout`` after its first packet (TLS included).
+  Nothing else is accepted before that. A server's ``gate`` (the listening endpoint's
+  admission policy) may refuse a HELLO unread (too many wrong tokens from its source) and
+  refuses a peer with the right token the application cannot take: that close carries
+  ``CloseCode.BUSY``, which the client reports as busy rather than as a wrong token;
 * feedback coalescing: acks wait up to ``feedback_delay`` to ride with the next frame,
   NACKs and I-frame requests leave at once;
 * NACK → retransmission of frames that can still make their deadline (datagram mode);
@@ -43,6 +47,7 @@ from typing import Protocol
 
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicErrorCode
 
 from nerfconf.codec.frame import MAX_FRAME_BYTES, StreamDeframer, stuff
 from nerfconf.net.config import ReceivedFrame, TransportConfig, TransportStats
@@ -87,6 +92,24 @@ class CloseCode(enum.IntEnum):
     BUSY = 0x104
 
 
+#: close codes a server uses for "not now": the client may try again later
+BUSY_CODES = (CloseCode.BUSY, QuicErrorCode.CONNECTION_REFUSED)
+
+
+class HelloGate(Protocol):
+    """What a server consults when a HELLO arrives: its admission policy, bound to this connection."""
+
+    def refuse_hello(self, now: float) -> str | None:
+        """A reason to refuse the HELLO without looking at its token, or None."""
+        ...
+
+    def token_failed(self, now: float) -> None: ...
+
+    def refuse_peer(self) -> str | None:
+        """The token is right: a reason the application cannot take this peer, or None (it joins)."""
+        ...
+
+
 class FeedbackSink(Protocol):
     """What the peer's feedback drives: the parameter encoder (``codec.ParamEncoder``)."""
 
@@ -126,6 +149,8 @@ class Closed:
     reason: str
     #: the peer closed it before the call opened (a refusal the peer made at the QUIC level)
     by_peer_before_open: bool
+    #: the close code on the wire (a ``CloseCode``, or a QUIC transport error code)
+    code: int = CloseCode.NONE
 
 
 CallEvent = Opened | FrameReceived | FeedbackReceived | Refused | Closed
@@ -174,6 +199,8 @@ class CallProtocol:
         self.counters = Counters()
         #: where the peer's acks and I-frame requests go
         self.feedback_sink: FeedbackSink | None = None
+        #: a server's admission policy for this connection (None: any peer with the token joins)
+        self.gate: HelloGate | None = None
         self._control = ControlDeframer()
         self._packer = RedundantPacker(config.copies, config.max_datagram)
         self._reassembler = FrameReassembler(config.copies, nack_window=config.nack_window)
@@ -196,6 +223,15 @@ class CallProtocol:
         self._events: list[CallEvent] = []
 
     # -- driving it --------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The connection's first packet arrived: a server's peer has ``auth_timeout`` from now to authenticate.
+
+        Counting from here rather than from the end of TLS bounds how long a half-open
+        connection, one whose TLS never completes included, holds the server's memory.
+        """
+        if not self.is_client and self._auth_deadline is None:
+            self._auth_deadline = now + self.config.auth_timeout
 
     def handle_event(self, event: events.QuicEvent, now: float) -> list[CallEvent]:
         """Takes one event of the ``QuicConnection``; returns what the owner must act on."""
@@ -228,7 +264,7 @@ class CallProtocol:
             return self._take_events()
         if self._auth_deadline is not None and now >= self._auth_deadline:
             self._auth_deadline = None
-            if self.state == State.AUTHENTICATING:
+            if self.state in (State.HANDSHAKE, State.AUTHENTICATING):
                 self._fail(CloseCode.TIMEOUT, "the peer did not authenticate in time")
         if self._feedback_at is not None and now >= self._feedback_at:
             self._flush_feedback()
@@ -289,10 +325,6 @@ class CallProtocol:
         else:
             self.close(CloseCode.NONE, reason)
 
-    def refuse_busy(self) -> None:
-        """Closes an authenticated peer the owner cannot take now (a full accept queue)."""
-        self._fail(CloseCode.BUSY, "the server is not accepting more peers right now")
-
     def close(self, code: CloseCode | int = CloseCode.NONE, reason: str = "") -> None:
         """Closes now; ``code`` goes on the wire (an application code the peer may not know is fine)."""
         if self.close_reason is None and self.state not in (State.CLOSING, State.CLOSED):
@@ -345,7 +377,7 @@ class CallProtocol:
         self.state = State.AUTHENTICATING
         if self.is_client:
             self._send_control(Hello(self._token, self._sending_copies()))
-        else:
+        elif self._auth_deadline is None:
             self._auth_deadline = now + self.config.auth_timeout
 
     def _terminated(self, event: events.ConnectionTerminated) -> None:
@@ -357,13 +389,15 @@ class CallProtocol:
             if event.error_code == CRYPTO_BAD_CERTIFICATE and not self.is_client:
                 self.close_reason = ("the peer rejected this server's certificate: its join string pins "
                                      "another fingerprint (an outdated join string?)")
+            elif event.error_code in BUSY_CODES and self.is_client and was != State.OPEN:
+                self.close_reason = f"the server cannot take this peer now: {event.reason_phrase or 'busy'}"
             elif event.error_code == CloseCode.NONE:
                 phrase = f": {event.reason_phrase}" if event.reason_phrase else ""
                 self.close_reason = f"closed by the peer{phrase}"
             else:
                 self.close_reason = (f"closed by the peer (error {event.error_code:#x}): "
                                      f"{event.reason_phrase or 'no reason'}")
-        self._events.append(Closed(self.close_reason, by_peer and was != State.OPEN))
+        self._events.append(Closed(self.close_reason, by_peer and was != State.OPEN, event.error_code))
 
     def _control_message(self, msg: Message, now: float) -> None:
         if self.state == State.AUTHENTICATING:
@@ -390,10 +424,21 @@ class CallProtocol:
         # CLOSING / CLOSED: whatever still arrives is ignored
 
     def _check_hello(self, hello: Hello, now: float) -> None:
+        gate = self.gate
         if hello.version != PROTOCOL_VERSION:
             reason = f"protocol version {hello.version} is not supported (this peer speaks {PROTOCOL_VERSION})"
+        elif gate is not None and (unread := gate.refuse_hello(now)) is not None:
+            reason = unread
         elif not hmac.compare_digest(hello.token.encode(), self._token.encode()):
             reason = "wrong room token"
+            if gate is not None:
+                gate.token_failed(now)
+        elif gate is not None and (busy := gate.refuse_peer()) is not None:
+            # no REFUSE message: the close code alone tells the client "busy", not "wrong token"
+            self.close_reason = busy
+            self._events.append(Refused(busy))
+            self._fail(CloseCode.BUSY, busy)
+            return
         else:
             self._send_control(Welcome(self._sending_copies()))
             self._open(hello.copies, now)

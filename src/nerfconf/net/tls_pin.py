@@ -2,7 +2,9 @@
 
 aioquic (pinned at 1.7.2) has no hook for custom certificate checks. The
 client's TLS context is switched to :class:`PinnedContext` right after the
-connection starts, before the server's certificate can arrive. It checks the
+connection starts, before the server's certificate can arrive, and so is every
+context the connection makes afterwards (a Retry or a version negotiation makes
+aioquic start over with a fresh one). It checks the
 certificate's SHA-256 against the pin the moment the certificate is read,
 then makes that certificate the only trust anchor, so aioquic's normal
 ``CERT_REQUIRED`` checks (validity dates, host name, signature chain) still
@@ -14,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aioquic import tls
+from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives import serialization
 
 from nerfconf.net.certs import fingerprint
 
-# The two private names this relies on; an aioquic upgrade that drops them fails here, loudly.
-if not hasattr(tls.Context, "_set_peer_certificate") or "_cadata" not in tls.Context.__init__.__code__.co_names:
+# The private names this relies on; an aioquic upgrade that drops them fails here, loudly.
+if (not hasattr(tls.Context, "_set_peer_certificate") or "_cadata" not in tls.Context.__init__.__code__.co_names
+        or "tls" not in QuicConnection._initialize.__code__.co_names):
     raise ImportError("this aioquic version lacks the TLS internals nerfconf.net.tls_pin relies on")
 
 
@@ -40,6 +44,18 @@ class PinnedContext(tls.Context):
                 self.on_mismatch(message)
             raise tls.AlertBadCertificate(message)
         self._cadata = self._peer_certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def pin_connection(quic: QuicConnection, pin: str, on_mismatch: Callable[[str], None]) -> None:
+    """Pins a connecting client's TLS context now, and every one it makes later (after a Retry)."""
+    initialize = quic._initialize
+
+    def initialize_pinned(peer_cid: bytes) -> None:
+        initialize(peer_cid)
+        pin_context(quic.tls, pin, on_mismatch)
+
+    quic._initialize = initialize_pinned  # type: ignore[method-assign]
+    pin_context(quic.tls, pin, on_mismatch)
 
 
 def pin_context(context: tls.Context, pin: str, on_mismatch: Callable[[str], None]) -> None:

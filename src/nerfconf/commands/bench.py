@@ -169,6 +169,71 @@ def transport(args: argparse.Namespace) -> int:
     return 0
 
 
+def flood(args: argparse.Namespace) -> int:
+    from nerfconf.bench.flood import bench_flood  # noqa: PLC0415
+
+    try:
+        result = bench_flood(packets=args.packets, seconds=args.seconds, quiet_seconds=args.quiet_seconds,
+                             after_seconds=args.after_seconds, sources=args.sources, seed=args.seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if args.json:
+        print(to_json(result))
+        return 0
+    r = result
+    print(f"{r.packets_sent} fake Initials of {r.packet_bytes} B in {r.flood_seconds:g} s from {r.sources} "
+          f"loopback addresses, during a call at {r.fps:g} fps; {r.packets_answered} answers came back")
+    for name, p in (("quiet", r.quiet), ("flood", r.flood)):
+        print(f"{name}: acks a second min {p.acks_per_second_min} mean {p.acks_per_second_mean:.1f}; "
+              f"ack latency p50 {p.ack_ms_p50:.0f} ms p95 {p.ack_ms_p95:.0f} ms; "
+              f"{p.frames_acked} of {p.frames_sent} frames acked")
+    print(f"server RSS {r.server_rss_mb_before:.0f} MB before, {r.server_rss_mb_peak:.0f} MB at peak "
+          f"(+{r.server_rss_growth_mb:.0f} MB), {r.server_rss_mb_at_end:.0f} MB at the end; "
+          f"at most {r.server_connections_peak} connection objects")
+    print("the call stayed up" if r.alive else f"the call died: {r.error}")
+    return 0
+
+
+def soak(args: argparse.Namespace) -> int:
+    from nerfconf.bench.soak import SAMPLE, SoakError, SoakSettings, run_soak  # noqa: PLC0415
+
+    try:
+        settings = SoakSettings(seconds=args.minutes * 60, every=args.every, loss=args.loss, rtt_ms=args.rtt_ms,
+                                mode=args.mode, avatar=args.avatar or SAMPLE, track=args.track, seed=args.seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+    def progress(sample) -> None:
+        # every sample as it is taken, on stderr under --json, so that a long run shows how it goes
+        rss = " / ".join(f"{name} {u.rss_mb:.1f} MB, {u.open_fds} fds" for name, u in sample.processes.items())
+        flows = "; ".join(f"{name.replace('_to_', '->')}: lost {d.frames_lost}, concealed {d.playout_concealed}, "
+                          f"playout delay {d.playout_delay_ms:.0f} ms" for name, d in sample.directions.items())
+        print(f"minute {sample.minute:6.2f}: {rss}; {flows}", file=sys.stderr if args.json else sys.stdout,
+              flush=True)
+
+    try:
+        result = run_soak(settings, progress)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    except SoakError as exc:
+        print(f"nerfconf: soak failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(to_json(result))
+        return 0 if result.passed else 1
+    for name, m in result.memory.items():
+        print(f"memory {name}: {m.reference_rss_mb:.1f} MB at minute {result.reference_minute:g}, "
+              f"{m.end_rss_mb:.1f} MB at the end ({100 * m.change:+.1f} %): {'ok' if m.ok else 'GREW'}")
+    for name, d in result.playout_delay.items():
+        print(f"playout delay {name}: {d.reference_ms:.0f} -> {d.end_ms:.0f} ms, trend {d.drift_ms:+.1f} ms over "
+              f"the run: {'ok' if d.ok else 'DRIFTS'}")
+    for name, c in result.frames_lost.items():
+        print(f"frames lost {name}: {c.frames_lost} of {c.frames_sent} (redundancy should leave "
+              f"{c.expected_lost:.1f}, at most {c.allowed_lost}): {'ok' if c.ok else 'TOO MANY'}")
+    print("soak passed" if result.passed else f"soak FAILED{': ' + result.error if result.error else ''}")
+    return 0 if result.passed else 1
+
+
 def render(args: argparse.Namespace) -> int:
     from nerfconf.avatar.rendering.fast import RenderError, RenderSettings  # noqa: PLC0415
     from nerfconf.bench.render import bench_render  # noqa: PLC0415
@@ -255,6 +320,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("--seed", type=int, default=0, help="seed of the emulator and the synthetic track")
     add_json_option(bn, "print one JSON object instead of a table")
     bn.set_defaults(func=transport)
+
+    bf = bench_sub.add_parser(
+        "flood", help="a flood of fake QUIC Initials against a listening peer during a live loopback call",
+        description="Runs a listening peer (its own process, acking every frame) and a joining peer sending a "
+        "coded track at 20 fps on loopback; after a quiet phase a third process sends fake QUIC Initials "
+        "(random connection IDs, undecryptable payloads) at the listener. Reports the acks the joining peer "
+        "gets a second and its ack latency, quiet and under the flood, and the listener's RSS growth and "
+        "connection objects.")
+    bf.add_argument("--packets", type=int, default=20_000, help="fake Initials to send (default 20000)")
+    bf.add_argument("--seconds", type=float, default=10.0, help="length of the flood (default 10)")
+    bf.add_argument("--quiet-seconds", type=float, default=10.0, help="call before the flood (default 10)")
+    bf.add_argument("--after-seconds", type=float, default=5.0, help="call after the flood (default 5)")
+    bf.add_argument("--sources", type=int, default=16, help="loopback source addresses, 1..254 (default 16)")
+    bf.add_argument("--seed", type=int, default=0, help="seed of the packets and the track")
+    add_json_option(bf, "print one JSON object instead of lines")
+    bf.set_defaults(func=flood)
 
     bt = bench_sub.add_parser("train", help="avatar training speed: iterations and samples per second",
                               description="Trains the default avatar configuration on the first 200 frames of "

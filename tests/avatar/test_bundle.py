@@ -76,3 +76,24 @@ def test_bad_header_fields_are_named_with_what_was_given(tmp_path, field, value,
     (tmp_path / "b" / "bundle.json").write_text(json.dumps({**meta, field: value}))
     with pytest.raises(BundleError, match=message.replace(".", r"\.")):
         AvatarBundle.load(tmp_path / "b")
+
+
+def _field_changed(meta: dict, **changes) -> bytes:
+    return json.dumps({**meta, "field": {**meta["field"], **changes}}).encode()
+
+
+# Found by fuzz/fuzz_bundle.py: each of these escaped the loader as something other than a BundleError.
+@pytest.mark.parametrize(("contents", "message"), [
+    (lambda meta: b'{"kind": "\x95"}', "unreadable"),  # not UTF-8
+    (lambda meta: b"[" * 100_000, "unreadable"),  # deeper than the JSON parser recurses
+    (lambda meta: _field_changed(meta, min_resolution=9, max_resolution=4), "invalid field configuration"),
+    # ~10^15 parameters: refused by their shapes, before anything is allocated
+    (lambda meta: _field_changed(meta, levels=1024, features=1024, log2_table=24, hidden=1024),
+     "missing or of the wrong shape"),
+])
+def test_a_hostile_bundle_json_is_a_bundle_error(tmp_path, contents, message):
+    tiny_bundle().save(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    (tmp_path / "b" / "bundle.json").write_bytes(contents(meta))
+    with pytest.raises(BundleError, match=message):
+        AvatarBundle.load(tmp_path / "b")

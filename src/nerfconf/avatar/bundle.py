@@ -115,9 +115,10 @@ class AvatarBundle:
         if not meta_path.is_file():
             raise BundleError(f"{directory}: not an avatar bundle (no bundle.json)")
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{meta_path}: unreadable ({exc})") from exc
+            meta = json.loads(meta_path.read_bytes())
+        # ValueError: not JSON, or not UTF-8; RecursionError: nested deeper than the parser goes
+        except (OSError, ValueError, RecursionError) as exc:
+            raise BundleError(f"{meta_path}: unreadable ({type(exc).__name__}: {exc})") from exc
         if not isinstance(meta, dict) or meta.get("kind") != KIND:
             raise BundleError(f"{meta_path}: not a nerfconf avatar bundle")
         if problem := format_problem(meta.get("format"), BUNDLE_FORMAT):
@@ -133,14 +134,20 @@ class AvatarBundle:
             tensors = load_file(str(directory / "avatar.safetensors"))
         except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{directory}: damaged avatar weights or settings ({exc})") from exc
-        field = BlendshapeField(config)
-        expected = field.state_dict()
+        try:
+            # shapes first, on the meta device: a configuration from a peer could ask for any size,
+            # and only one that matches the weights actually sent is worth allocating
+            with torch.device("meta"):
+                expected = BlendshapeField(config).state_dict()
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{directory}: invalid field configuration ({exc})") from exc
         for name, value in expected.items():
             got = tensors.get(name)
             if got is None or tuple(got.shape) != tuple(value.shape):
                 raise BundleError(f"{directory}: weight {name!r} missing or of the wrong shape")
             if not torch.isfinite(got.float()).all():
                 raise BundleError(f"{directory}: weight {name!r} holds NaN or infinite values")
+        field = BlendshapeField(config)
         field.load_state_dict({k: tensors[k].float() for k in expected})
         occupancy = tensors.get("occupancy")
         if occupancy is None or occupancy.ndim != 3:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from nerfconf.avatar.bundle import AvatarBundle
-from nerfconf.evaluate.quality import PoseRefinement, QualityResult, evaluate_quality, held_out_frames, refine_poses
+from nerfconf.evaluate.quality import (
+    PoseRefinement,
+    QualityResult,
+    evaluate_quality,
+    held_out_frames,
+    refine_poses,
+)
 from nerfconf.report import to_json
 
 from ..conftest import shared_data

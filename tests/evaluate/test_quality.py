@@ -38,6 +38,19 @@ def test_the_fast_renderer_scores_as_the_reference_does(tmp_path):
     assert_shaped_as_the_committed_result(ref)
 
 
+def test_a_smaller_render_scaled_up_scores_a_little_below_the_full_size(tmp_path):
+    video = shared_data("obama.mp4")
+    full = evaluate_quality(SAMPLE, video, test_frames=3, fast=True, refine_pose=False)
+    half = evaluate_quality(SAMPLE, video, test_frames=3, fast=True, render_resolution=128, refine_pose=False)
+    assert "128 px, scaled up" in half.renderer and half.resolution == full.resolution
+    # the same frames at the same size, softer: PSNR close (blur even lifts it a little on a noisy
+    # avatar), and LPIPS, which sees the lost detail, worse
+    assert abs(half.full.psnr.mean - full.full.psnr.mean) < 3.0
+    assert half.full.lpips.mean > full.full.lpips.mean + 0.005
+    with pytest.raises(ValueError, match="fast renderer"):
+        evaluate_quality(SAMPLE, video, test_frames=3, render_resolution=128)
+
+
 def assert_shaped_as_the_committed_result(result: QualityResult) -> None:
     """The JSON has the keys of the sample's committed eval_quality.json, at every level."""
     committed = json.loads((SAMPLE / "eval_quality.json").read_text())

@@ -33,7 +33,8 @@ def quality(args: argparse.Namespace) -> int:
     strip = output_file(args.strip or Path(f"eval_strip_{args.avatar.resolve().name}.png"), flag="--strip")
     try:
         result = evaluate_quality(args.avatar, args.video, test_frames=args.test_frames, samples=args.samples,
-                                  strip=strip, fast=args.fast, refine_pose=args.refine_pose,
+                                  strip=strip, fast=args.fast or args.render_resolution is not None,
+                                  render_resolution=args.render_resolution, refine_pose=args.refine_pose,
                                   refine_every=refine_every(args.refine_every), progress=True)  # bars go to stderr: --json stays clean
     except (BundleError, VideoError, ValueError) as exc:
         raise UserError(str(exc)) from exc
@@ -153,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true",
                    help="render with the receiver's fast renderer (within 40 dB of the reference, ~10x faster) "
                    "for quick comparisons; reported figures use the reference")
+    p.add_argument("--render-resolution", type=int, default=None, metavar="PX",
+                   help="render at PX with the fast renderer and scale up to the avatar's size, as a receiver on a "
+                   "host too slow for full size does (implies --fast): what each smaller size costs in quality")
     _add_refinement_options(p)
     p.add_argument("--strip", type=Path, default=None,
                    help="image strip to write (default: eval_strip_NAME.png in the current directory, never in the bundle)")

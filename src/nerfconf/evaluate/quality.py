@@ -171,6 +171,7 @@ def evaluate_quality(
     samples: int = 48,
     strip: Path | None = None,
     fast: bool = False,
+    render_resolution: int | None = None,
     refine_pose: bool = True,
     refine_every: int = DEFAULT_REFINE_EVERY,
     progress: bool = False,
@@ -182,12 +183,16 @@ def evaluate_quality(
     stays within 40 dB PSNR of the reference and is about 10x faster: for quick comparisons.
     ``refine_pose`` corrects each frame's head pose through the avatar first, as a default
     sender does (``avatar.pose_fit``), from the same head-on-white frame; without it the
-    score is that of a sender with ``--no-refine-pose``.
+    score is that of a sender with ``--no-refine-pose``. ``render_resolution`` (fast renderer only)
+    renders smaller and scales up, as a receiver on a slow host does (``pipeline.render_budget``).
     """
+    if render_resolution is not None and not fast:
+        raise ValueError("a render resolution other than the avatar's needs the fast renderer")
     bundle = AvatarBundle.load(avatar)
     held = held_out_frames(bundle, video, test_frames, progress)
     refinement = refine_held_out(bundle, held, every=refine_every, progress=progress) if refine_pose else None
-    render = _fast_frames(bundle, held, probe(video).fps or 25.0) if fast else _reference_frames(bundle, held, samples)
+    render = (_fast_frames(bundle, held, probe(video).fps or 25.0, render_resolution) if fast
+              else _reference_frames(bundle, held, samples))
     rendered, ms = [], []
     items = range(len(held.cameras))
     if progress:
@@ -209,7 +214,8 @@ def evaluate_quality(
         frames=scores.frames,
         first_frame=int(held.indices[0]),
         render_ms_median=float(np.median(ms)),
-        renderer="fast renderer (the receiver's)" if fast
+        renderer=(f"fast renderer (the receiver's) at {render_resolution} px, scaled up" if render_resolution
+                  else "fast renderer (the receiver's)") if fast
         else f"reference volume renderer, {samples} samples per ray, occupancy grid",
         pose_refinement=refinement,
         full=scores.full,
@@ -275,13 +281,14 @@ def _reference_frames(bundle: AvatarBundle, held: HeldOut, samples: int):
     return render
 
 
-def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float):
+def _fast_frames(bundle: AvatarBundle, held: HeldOut, fps: float, resolution: int | None = None):
     from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
+    from nerfconf.pipeline.render_budget import to_full_size  # noqa: PLC0415
 
     track = held.track(fps, "held out")
-    renderer = Renderer(bundle)
+    renderer = Renderer(bundle, resolution)
     renderer.prewarm()
-    return lambda i: renderer.render(track.params(i)).image
+    return lambda i: to_full_size(renderer.render(track.params(i)).image, bundle.resolution)
 
 
 def write_strip(path: Path, references: np.ndarray, rendered: np.ndarray, columns: int = 6) -> None:

@@ -57,6 +57,15 @@ def ladder(full: int, min_fraction: float = 0.5) -> tuple[int, ...]:
     return (full, *smaller)
 
 
+def to_full_size(image: np.ndarray, side: int) -> np.ndarray:
+    """A frame rendered smaller, scaled up to the ``side`` the display and recordings expect."""
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    import cv2  # noqa: PLC0415
+
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
 class ResolutionGovernor:
     """Picks the render size from measured render times: down at once when over budget, up slowly."""
 

@@ -63,11 +63,9 @@ class WorkerPlan:
 
 def _serve(plan: WorkerPlan, jobs: mp.Queue, results: mp.Queue) -> None:
     try:
-        import cv2  # noqa: PLC0415
-
         from nerfconf.avatar.bundle import AvatarBundle  # noqa: PLC0415
         from nerfconf.avatar.rendering.fast import Renderer  # noqa: PLC0415
-        from nerfconf.pipeline.render_budget import BudgetConfig, ResolutionGovernor  # noqa: PLC0415
+        from nerfconf.pipeline.render_budget import BudgetConfig, ResolutionGovernor, to_full_size  # noqa: PLC0415
         from nerfconf.types import FaceParams  # noqa: PLC0415
 
         bundle = AvatarBundle.load(plan.bundle_dir)
@@ -95,8 +93,7 @@ def _serve(plan: WorkerPlan, jobs: mp.Queue, results: mp.Queue) -> None:
         except Exception as exc:  # noqa: BLE001
             results.put(("error", f"rendering frame {job.index} failed: {type(exc).__name__}: {exc}"))
             return
-        if size != side:
-            image = cv2.resize(image, (side, side), interpolation=cv2.INTER_LINEAR)
+        image = to_full_size(image, side)
         t_out = time.monotonic()
         if governor is not None:
             governor.observe(t_out - t_in)

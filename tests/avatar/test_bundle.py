@@ -87,6 +87,8 @@ def _field_changed(meta: dict, **changes) -> bytes:
     (lambda meta: b'{"kind": "\x95"}', "unreadable"),  # not UTF-8
     (lambda meta: b"[" * 100_000, "unreadable"),  # deeper than the JSON parser recurses
     (lambda meta: _field_changed(meta, min_resolution=9, max_resolution=4), "invalid field configuration"),
+    (lambda meta: _field_changed(meta, n_expression=555_555_555_555_555_551, expression_scale=None),
+     "invalid field configuration"),
     # ~10^15 parameters: refused by their shapes, before anything is allocated
     (lambda meta: _field_changed(meta, levels=1024, features=1024, log2_table=24, hidden=1024),
      "missing or of the wrong shape"),
@@ -96,4 +98,13 @@ def test_a_hostile_bundle_json_is_a_bundle_error(tmp_path, contents, message):
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
     (tmp_path / "b" / "bundle.json").write_bytes(contents(meta))
     with pytest.raises(BundleError, match=message):
+        AvatarBundle.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", ["face_model.json", "codec.json"])
+@pytest.mark.parametrize("contents", [b"0", b"\x95", b"[" * 100_000])
+def test_a_hostile_face_model_or_codec_json_is_a_bundle_error(tmp_path, name, contents):
+    tiny_bundle().save(tmp_path / "b")
+    (tmp_path / "b" / name).write_bytes(contents)
+    with pytest.raises(BundleError):
         AvatarBundle.load(tmp_path / "b")

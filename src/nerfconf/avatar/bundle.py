@@ -139,7 +139,8 @@ class AvatarBundle:
             # and only one that matches the weights actually sent is worth allocating
             with torch.device("meta"):
                 expected = BlendshapeField(config).state_dict()
-        except (TypeError, ValueError) as exc:
+        # RuntimeError: sizes torch cannot even describe (the meta device allocates nothing)
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{directory}: invalid field configuration ({exc})") from exc
         for name, value in expected.items():
             got = tensors.get(name)

@@ -125,7 +125,8 @@ class CodecConfig:
                 gop_frames=int(obj["gop_frames"]),
                 priors=ContextPriors.from_json(json.dumps(priors)) if priors else None,
             )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        # RecursionError: nested deeper than the JSON parser goes
+        except (KeyError, TypeError, json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"not a codec configuration: {exc!r}") from exc
 
     @classmethod

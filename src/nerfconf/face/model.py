@@ -186,10 +186,11 @@ class FaceModel:
         if not meta_path.is_file() or not data_path.is_file():
             raise FaceModelError(f"{directory}: no face model here (face_model.json + .safetensors)")
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FaceModelError(f"{meta_path}: unreadable ({exc})") from exc
-        if meta.get("kind") != "nerfconf.face_model":
+            meta = json.loads(meta_path.read_bytes())
+        # ValueError: not JSON, or not UTF-8; RecursionError: nested deeper than the parser goes
+        except (OSError, ValueError, RecursionError) as exc:
+            raise FaceModelError(f"{meta_path}: unreadable ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(meta, dict) or meta.get("kind") != "nerfconf.face_model":
             raise FaceModelError(f"{meta_path}: not a nerfconf face model")
         if meta.get("format") not in READABLE_FORMATS:
             raise FaceModelError(

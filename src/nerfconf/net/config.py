@@ -106,3 +106,10 @@ class TransportStats:
     malformed: int
     #: received frames dropped because nobody read them fast enough
     recv_overflow: int
+    #: video mode: datagrams and their payload bytes (each packet once), NACKed packets and resends
+    video_packets_sent: int = 0
+    video_bytes_sent: int = 0
+    video_packets_received: int = 0
+    video_bytes_received: int = 0
+    video_nacks_received: int = 0
+    video_retransmissions: int = 0

@@ -35,11 +35,15 @@ from nerfconf.net.protocol import (
     FeedbackReceived,
     FeedbackSink,
     FrameReceived,
+    MediaMessage,
+    MediaMessageReceived,
     Opened,
     Refused,
     State,
+    VideoReceived,
 )
 from nerfconf.net.tls_pin import pin_connection
+from nerfconf.net.video_channel import ReceivedVideo
 from nerfconf.types import EncodedFrame
 
 __all__ = ["ALPN", "Connection", "NerfProtocol"]
@@ -47,6 +51,7 @@ __all__ = ["ALPN", "Connection", "NerfProtocol"]
 log = logging.getLogger(__name__)
 
 FeedbackCallback = Callable[[Feedback], None]
+MediaCallback = Callable[[MediaMessage], None]
 
 
 class _CountingTransport:
@@ -85,10 +90,12 @@ class NerfProtocol(QuicConnectionProtocol):
         self._on_open = on_open
         self._on_refused = on_refused
         self._received: asyncio.Queue[ReceivedFrame | None] = asyncio.Queue()
+        self._video: asyncio.Queue[ReceivedVideo | None] = asyncio.Queue()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._call_timer: asyncio.TimerHandle | None = None
         self.peer_address: Any = None
         self.on_feedback: FeedbackCallback | None = None
+        self.on_media_message: MediaCallback | None = None
         # aioquic makes a server's protocol on the connection's first packet: its auth deadline starts now
         self.call.start(self._loop.time())
         self._arm_timer()
@@ -148,6 +155,11 @@ class NerfProtocol(QuicConnectionProtocol):
             elif isinstance(ev, FeedbackReceived):
                 if self.on_feedback is not None:
                     self.on_feedback(ev.feedback)
+            elif isinstance(ev, VideoReceived):
+                self._deliver_video(ev.packet)
+            elif isinstance(ev, MediaMessageReceived):
+                if self.on_media_message is not None:
+                    self.on_media_message(ev.message)
             elif isinstance(ev, Opened):
                 if not self._opened.done():
                     self._opened.set_result(None)
@@ -189,6 +201,7 @@ class NerfProtocol(QuicConnectionProtocol):
             self._call_timer.cancel()
             self._call_timer = None
         self._received.put_nowait(None)
+        self._video.put_nowait(None)
 
     def _fail_open(self, exc: Exception) -> None:
         if not self._opened.done():
@@ -201,6 +214,12 @@ class NerfProtocol(QuicConnectionProtocol):
             self.call.counters.recv_overflow += 1
         self._received.put_nowait(frame)
 
+    def _deliver_video(self, packet: ReceivedVideo) -> None:
+        if self._video.qsize() >= self.call.config.recv_queue:
+            self._video.get_nowait()
+            self.call.counters.recv_overflow += 1
+        self._video.put_nowait(packet)
+
     # -- what Connection uses ------------------------------------------------------------
 
     def send_frame(self, frame: EncodedFrame, deadline: float | None) -> None:
@@ -212,6 +231,26 @@ class NerfProtocol(QuicConnectionProtocol):
         self.call.send_feedback(fb, self._loop.time())
         self.transmit()
         self._arm_timer()
+
+    def send_video(self, payload: bytes, deadline: float | None) -> int:
+        seq = self.call.send_video(payload, deadline, self._loop.time())
+        self.transmit()
+        self._arm_timer()
+        return seq
+
+    def send_media_message(self, msg: MediaMessage) -> None:
+        self.call.send_media_message(msg, self._loop.time())
+        self.transmit()
+        self._arm_timer()
+
+    async def recv_video(self) -> ReceivedVideo:
+        if self.call.state == State.CLOSED and self._video.empty():
+            raise ConnectionClosedError(self.close_reason or "connection closed")
+        item = await self._video.get()
+        if item is None:
+            self._video.put_nowait(None)
+            raise ConnectionClosedError(self.close_reason or "connection closed")
+        return item
 
     async def recv(self) -> ReceivedFrame:
         if self.call.state == State.CLOSED and self._received.empty():
@@ -228,6 +267,7 @@ class NerfProtocol(QuicConnectionProtocol):
     def buffered_bytes(self) -> int:
         """What this end holds for the peer's input: a bound the hostile-peer tests check."""
         queued = sum(len(f.data) for f in list(self._received._queue) if f is not None)  # type: ignore[attr-defined]
+        queued += sum(len(p.payload) for p in list(self._video._queue) if p is not None)  # type: ignore[attr-defined]
         return queued + self.call.buffered_bytes
 
     def leave(self, reason: str) -> None:
@@ -277,6 +317,23 @@ class Connection:
     def send_feedback(self, feedback: Feedback) -> None:
         """Acks of decoded frames and I-frame requests for the peer's encoder (no-op when not open)."""
         self._p.send_feedback(feedback)
+
+    def send_video(self, payload: bytes, deadline: float | None = None) -> int:
+        """Sends one video datagram now (a fragment from ``nerfconf.video.packets``); returns its
+        sequence number. NACKed ones are resent while before ``deadline`` (loop time)."""
+        return self._p.send_video(payload, deadline)
+
+    async def recv_video(self) -> ReceivedVideo:
+        """The next video datagram in arrival order; raises ConnectionClosedError at the end."""
+        return await self._p.recv_video()
+
+    def send_media_message(self, msg: MediaMessage) -> None:
+        """A ``ModeRequest``, ``ModeSwitch`` or ``VideoFeedback`` to the peer, at once (no-op when not open)."""
+        self._p.send_media_message(msg)
+
+    def on_media_message(self, callback: MediaCallback | None) -> None:
+        """Hand every mode request, mode switch and video feedback from the peer to ``callback``."""
+        self._p.on_media_message = callback
 
     def attach_encoder(self, encoder: FeedbackSink) -> None:
         """Feedback from the peer goes to this ParamEncoder (acknowledge / request_iframe)."""

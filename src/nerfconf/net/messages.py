@@ -9,7 +9,20 @@ is reliable and ordered, so messages need no sequence numbers of their own.
   server sends; media may flow after it
 * ``REFUSE``   either way: a reason in UTF-8, sent just before closing
 * ``FEEDBACK`` either way: flags (bit 0: I-frame request), acked sequence
-  numbers, NACKed sequence numbers (a count byte, then 2 bytes each)
+  numbers, NACKed sequence numbers (a count byte, then 2 bytes each). In video
+  mode the I-frame request asks the video encoder for a keyframe.
+* ``MODE_REQUEST`` receiver -> sender: the mode it wants the sender's face in
+  (avatar parameters, or video when it has no avatar of the sender), the video
+  codecs it decodes (a bit mask) and its video bitrate cap in kbps (2 bytes)
+* ``MODE_SWITCH`` sender -> receiver: the mode its media is in from now on, the
+  video codec (0 in avatar mode), and the number of the first frame in it (an
+  avatar sequence number or a video frame number), which is an I-frame or keyframe
+* ``VIDEO_FEEDBACK`` receiver -> sender: flags (bit 0: a loss report follows),
+  the report (fraction of video packets lost since the last one, in 256ths, and
+  the video rate received, kbps on 2 bytes), then NACKed video packet sequence
+  numbers (a count byte, then 2 bytes each)
+
+Version 2 added the last three; a peer of another version is refused at HELLO.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from dataclasses import dataclass
 from nerfconf.codec.frame import SEQ_MODULO
 from nerfconf.net.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_BODY = 1024
 #: sequence numbers in one feedback message, per list
 MAX_FEEDBACK_SEQS = 255
@@ -33,6 +46,26 @@ class MsgType(enum.IntEnum):
     WELCOME = 2
     REFUSE = 3
     FEEDBACK = 4
+    MODE_REQUEST = 5
+    MODE_SWITCH = 6
+    VIDEO_FEEDBACK = 7
+
+
+class CallMode(enum.IntEnum):
+    """What a sender's face travels as."""
+
+    #: ~50 face parameters a frame, rendered through the receiver's avatar of the sender
+    AVATAR = 0
+    #: low-delay video of the head crop: when the receiver has no avatar of the sender
+    VIDEO = 1
+
+
+class VideoCodec(enum.IntEnum):
+    """Video codecs on the wire; a receiver names those it decodes as a bit mask of ``1 << value``."""
+
+    NONE = 0
+    H264 = 1
+    AV1 = 2
 
 
 @dataclass(frozen=True)
@@ -73,7 +106,74 @@ class Feedback:
         return bool(self.acks or self.nacks or self.iframe_request)
 
 
-Message = Hello | Welcome | Refuse | Feedback
+@dataclass(frozen=True)
+class ModeRequest:
+    """Receiver -> sender: send me your face this way (sent when the call opens, and again to switch)."""
+
+    mode: CallMode
+    #: video codecs this receiver decodes
+    codecs: frozenset[VideoCodec] = frozenset({VideoCodec.H264})
+    #: the video bitrate this receiver wants at most (its downlink's budget)
+    max_kbps: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", CallMode(self.mode))
+        object.__setattr__(self, "codecs", frozenset(VideoCodec(c) for c in self.codecs) - {VideoCodec.NONE})
+        if not 1 <= self.max_kbps <= 0xFFFF:
+            raise ValueError(f"max_kbps must be 1..65535, got {self.max_kbps}")
+        if self.mode == CallMode.VIDEO and not self.codecs:
+            raise ValueError("a request for video names at least one codec")
+
+
+@dataclass(frozen=True)
+class ModeSwitch:
+    """Sender -> receiver: my media is in ``mode`` from frame ``first`` on, an I-frame or keyframe."""
+
+    mode: CallMode
+    codec: VideoCodec = VideoCodec.NONE
+    #: the avatar sequence number or video frame number (mod 2**16) of the first frame in this mode
+    first: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", CallMode(self.mode))
+        object.__setattr__(self, "codec", VideoCodec(self.codec))
+        if (self.mode == CallMode.VIDEO) == (self.codec == VideoCodec.NONE):
+            raise ValueError("video mode names its codec; avatar mode names none")
+        if not 0 <= self.first < SEQ_MODULO:
+            raise ValueError(f"first frame must be 0..65535, got {self.first}")
+
+
+@dataclass(frozen=True)
+class LossReport:
+    #: video packets lost since the previous report, in 256ths (RTCP's fraction lost)
+    lost_256: int
+    #: video bitrate received over that interval
+    received_kbps: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lost_256 <= 255 or not 0 <= self.received_kbps <= 0xFFFF:
+            raise ValueError("a loss report holds lost_256 in 0..255 and received_kbps in 0..65535")
+
+    @property
+    def loss(self) -> float:
+        return self.lost_256 / 256
+
+
+@dataclass(frozen=True)
+class VideoFeedback:
+    """Receiver -> sender about the video stream: packets to retransmit, and a loss report."""
+
+    nacks: tuple[int, ...] = ()
+    report: LossReport | None = None
+
+    def __post_init__(self) -> None:
+        seqs = tuple(int(s) for s in self.nacks)
+        if len(seqs) > MAX_FEEDBACK_SEQS or not all(0 <= s < SEQ_MODULO for s in seqs):
+            raise ValueError(f"video nacks: at most {MAX_FEEDBACK_SEQS} sequence numbers in 0..65535")
+        object.__setattr__(self, "nacks", seqs)
+
+
+Message = Hello | Welcome | Refuse | Feedback | ModeRequest | ModeSwitch | VideoFeedback
 
 
 def _seq_list(seqs: Iterable[int]) -> bytes:
@@ -92,6 +192,18 @@ def encode_message(msg: Message) -> bytes:
     elif isinstance(msg, Feedback):
         body = bytes((int(msg.iframe_request),)) + _seq_list(msg.acks) + _seq_list(msg.nacks)
         kind = MsgType.FEEDBACK
+    elif isinstance(msg, ModeRequest):
+        mask = sum(1 << c for c in msg.codecs)
+        body, kind = bytes((msg.mode, mask)) + msg.max_kbps.to_bytes(2, "big"), MsgType.MODE_REQUEST
+    elif isinstance(msg, ModeSwitch):
+        body, kind = bytes((msg.mode, msg.codec)) + msg.first.to_bytes(2, "big"), MsgType.MODE_SWITCH
+    elif isinstance(msg, VideoFeedback):
+        r = msg.report
+        body = bytes((int(r is not None),))
+        if r is not None:
+            body += bytes((r.lost_256,)) + r.received_kbps.to_bytes(2, "big")
+        body += _seq_list(msg.nacks)
+        kind = MsgType.VIDEO_FEEDBACK
     else:
         raise TypeError(f"not a control message: {msg!r}")
     if len(body) > MAX_BODY:
@@ -129,6 +241,8 @@ def decode_message(kind: int, body: bytes) -> Message:
         return Welcome(body[1], body[0])
     if kind == MsgType.REFUSE:
         return Refuse(body.decode(errors="replace"))
+    if kind in (MsgType.MODE_REQUEST, MsgType.MODE_SWITCH, MsgType.VIDEO_FEEDBACK):
+        return _decode_media(kind, body)
     if not body or body[0] > 1:
         raise ProtocolError("malformed FEEDBACK flags")
     acks, pos = _read_seqs(body, 1)
@@ -136,6 +250,35 @@ def decode_message(kind: int, body: bytes) -> Message:
     if pos != len(body):
         raise ProtocolError("trailing bytes after a FEEDBACK message")
     return Feedback(acks, nacks, bool(body[0]))
+
+
+_CODEC_MASK = sum(1 << c for c in VideoCodec if c != VideoCodec.NONE)
+
+
+def _decode_media(kind: MsgType, body: bytes) -> Message:
+    try:
+        if kind == MsgType.MODE_REQUEST:
+            if len(body) != 4 or body[1] & ~_CODEC_MASK:
+                raise ProtocolError("malformed MODE_REQUEST message")
+            codecs = frozenset(c for c in VideoCodec if c != VideoCodec.NONE and body[1] >> c & 1)
+            return ModeRequest(CallMode(body[0]), codecs, int.from_bytes(body[2:4], "big"))
+        if kind == MsgType.MODE_SWITCH:
+            if len(body) != 4:
+                raise ProtocolError("malformed MODE_SWITCH message")
+            return ModeSwitch(CallMode(body[0]), VideoCodec(body[1]), int.from_bytes(body[2:4], "big"))
+        if not body or body[0] > 1:
+            raise ProtocolError("malformed VIDEO_FEEDBACK flags")
+        report, pos = None, 1
+        if body[0]:
+            if len(body) < 4:
+                raise ProtocolError("VIDEO_FEEDBACK truncated inside its loss report")
+            report, pos = LossReport(body[1], int.from_bytes(body[2:4], "big")), 4
+        nacks, pos = _read_seqs(body, pos)
+        if pos != len(body):
+            raise ProtocolError("trailing bytes after a VIDEO_FEEDBACK message")
+        return VideoFeedback(nacks, report)
+    except ValueError as exc:  # an unknown mode or codec, or a combination the dataclass refuses
+        raise ProtocolError(f"malformed {kind.name} message: {exc}") from None
 
 
 class ControlDeframer:

@@ -30,7 +30,9 @@ Streams on a connection:
   :mod:`nerfconf.net.messages`;
 * one unidirectional stream per side, opened on first use in stream mode:
   that side's frames, byte-stuffed and delimited (:func:`nerfconf.codec.frame.stuff`);
-* QUIC DATAGRAM frames in datagram mode: :mod:`nerfconf.net.redundancy`.
+* QUIC DATAGRAM frames in datagram mode: :mod:`nerfconf.net.redundancy`;
+* QUIC DATAGRAM frames in video mode, whatever the frame mode:
+  :mod:`nerfconf.net.video_channel` (NACKed packets are resent before their deadline).
 
 New media (video, audio, avatar transfer) become new message types on the control
 stream or new stream types here; the state machine stays as it is.
@@ -59,11 +61,15 @@ from nerfconf.net.messages import (
     Feedback,
     Hello,
     Message,
+    ModeRequest,
+    ModeSwitch,
     Refuse,
+    VideoFeedback,
     Welcome,
     encode_message,
 )
 from nerfconf.net.redundancy import FrameReassembler, RedundantPacker
+from nerfconf.net.video_channel import ReceivedVideo, VideoHistory, is_video_datagram, unpack_video
 from nerfconf.types import EncodedFrame
 
 log = logging.getLogger(__name__)
@@ -153,7 +159,21 @@ class Closed:
     code: int = CloseCode.NONE
 
 
-CallEvent = Opened | FrameReceived | FeedbackReceived | Refused | Closed
+@dataclass(frozen=True)
+class VideoReceived:
+    packet: ReceivedVideo
+
+
+#: control messages about the media (modes, video feedback) that the owner acts on
+MediaMessage = ModeRequest | ModeSwitch | VideoFeedback
+
+
+@dataclass(frozen=True)
+class MediaMessageReceived:
+    message: MediaMessage
+
+
+CallEvent = Opened | FrameReceived | FeedbackReceived | Refused | Closed | VideoReceived | MediaMessageReceived
 
 
 @dataclass
@@ -178,6 +198,12 @@ class Counters:
     stale_datagrams_dropped: int = 0
     malformed: int = 0
     recv_overflow: int = 0
+    video_packets_sent: int = 0
+    video_bytes_sent: int = 0
+    video_packets_received: int = 0
+    video_bytes_received: int = 0
+    video_nacks_received: int = 0
+    video_retransmissions: int = 0
 
 
 @dataclass(frozen=True)
@@ -208,6 +234,7 @@ class CallProtocol:
         self._peer_media_stream: int | None = None
         self._own_media_stream: int | None = None
         self._queued: deque[_Queued] = deque()
+        self._video = VideoHistory()
         # bounded: only the newest entries matter, the encoder acts on the newest ack
         self._pending_acks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
         self._pending_nacks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
@@ -296,6 +323,28 @@ class CallProtocol:
             return
         self._queue_datagram(self._packer.pack(frame.seq, frame.data, deadline, now), deadline, now)
 
+    def send_video(self, payload: bytes, deadline: float | None, now: float) -> int:
+        """Queues one video datagram (``payload`` from :mod:`nerfconf.video.packets`); returns its sequence
+        number. Sent as a DATAGRAM whatever the frame mode: a reliable stream would hold every later
+        frame behind a lost packet. Raises ConnectionClosedError when the call is not open."""
+        if self.state != State.OPEN:
+            raise ConnectionClosedError(self.close_reason or f"connection is {self.state.value}")
+        if deadline is None:
+            deadline = now + self.config.max_age
+        seq, datagram = self._video.number(payload, deadline)
+        self.counters.video_packets_sent += 1
+        self.counters.video_bytes_sent += len(payload)
+        self._flush_feedback()
+        self._queue_datagram(datagram, deadline, now)
+        return seq
+
+    def send_media_message(self, msg: MediaMessage, now: float) -> None:
+        """Sends a mode request, a mode switch or video feedback at once (no-op when not open)."""
+        if not isinstance(msg, (ModeRequest, ModeSwitch, VideoFeedback)):
+            raise TypeError(f"not a media control message: {msg!r}")
+        if self.state == State.OPEN:
+            self._send_control(msg)
+
     def send_feedback(self, fb: Feedback, now: float) -> None:
         """Queues feedback; it leaves with the next frame we send, or after ``feedback_delay``.
 
@@ -360,6 +409,12 @@ class CallProtocol:
             duplicates=r.duplicates,
             malformed=c.malformed + r.malformed_datagrams + r.malformed_frames,
             recv_overflow=c.recv_overflow,
+            video_packets_sent=c.video_packets_sent,
+            video_bytes_sent=c.video_bytes_sent,
+            video_packets_received=c.video_packets_received,
+            video_bytes_received=c.video_bytes_received,
+            video_nacks_received=c.video_nacks_received,
+            video_retransmissions=c.video_retransmissions,
         )
 
     @property
@@ -417,6 +472,8 @@ class CallProtocol:
                 self._feedback(msg, now)
             elif isinstance(msg, Refuse):
                 self._fail(CloseCode.NONE, f"the peer left: {msg.reason}")
+            elif isinstance(msg, (ModeRequest, ModeSwitch, VideoFeedback)):
+                self._media_message(msg, now)
             else:
                 raise ProtocolError(f"unexpected {type(msg).__name__} on an open connection")
         elif self.state == State.HANDSHAKE:
@@ -535,6 +592,15 @@ class CallProtocol:
                 self._queue_datagram(datagram, now + self.config.max_age / 2, now)
         self._events.append(FeedbackReceived(fb))
 
+    def _media_message(self, msg: MediaMessage, now: float) -> None:
+        if isinstance(msg, VideoFeedback) and msg.nacks:
+            self.counters.video_nacks_received += len(msg.nacks)
+            if self.config.retransmit_nacked:
+                for datagram, deadline in self._video.retransmissions(msg.nacks, now):
+                    self.counters.video_retransmissions += 1
+                    self._queue_datagram(datagram, deadline, now)
+        self._events.append(MediaMessageReceived(msg))
+
     def _flush_feedback(self) -> None:
         self._feedback_at = None
         if self.state != State.OPEN or not (self._pending_acks or self._pending_nacks or self._pending_iframe):
@@ -571,6 +637,16 @@ class CallProtocol:
     def _datagram(self, data: bytes, now: float) -> None:
         if self.state != State.OPEN:
             return  # nothing is accepted from a peer before it authenticated
+        if is_video_datagram(data):
+            try:
+                seq, payload = unpack_video(data)
+            except ProtocolError:
+                self.counters.malformed += 1
+                return
+            self.counters.video_packets_received += 1
+            self.counters.video_bytes_received += len(payload)
+            self._events.append(VideoReceived(ReceivedVideo(seq, payload, now)))
+            return
         result = self._reassembler.receive_datagram(data)
         self._deliver(result.frames, now)
         if result.nacks and self.config.retransmit_nacked:

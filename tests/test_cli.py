@@ -1,4 +1,8 @@
 import json
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -209,6 +213,66 @@ def test_netem_refuses_a_delay_beyond_any_network(capsys):
     assert main(["netem", "--target", "127.0.0.1:9", "--delay-ms", "1e9"]) == 2
     err = capsys.readouterr().err
     assert err == "nerfconf: error: delay must be 0..10000 ms, got 1e+09\n"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--delay-ms", "nan"], "delay must be 0..10000 ms, got nan"),
+    (["--jitter-ms", "inf"], "jitter must be 0..10000 ms, got inf"),
+    (["--rate-kbps", "nan"], "rate must be finite and at least 0.001 kbps, got nan"),
+    (["--rate-kbps", "inf"], "rate must be finite and at least 0.001 kbps, got inf"),
+    (["--seconds", "nan"], "--seconds must be a finite number >= 0 (0: until Ctrl-C), got nan"),
+    (["--seconds=-1"], "--seconds must be a finite number >= 0 (0: until Ctrl-C), got -1"),
+])
+def test_netem_refuses_settings_that_are_no_number(flags, message, capsys):
+    assert main(["netem", "--target", "127.0.0.1:9", "--seconds", "0.1", *flags]) == 2
+    assert capsys.readouterr().err == f"nerfconf: error: {message}\n"
+
+
+def _alphartc(tmp_path, *segments):
+    path = tmp_path / "pattern.json"
+    path.write_text(json.dumps({"uplink": {"trace_pattern": list(segments)}}))
+    return str(path)
+
+
+@pytest.mark.parametrize(("segment", "message"), [
+    ({"duration": 1000, "capacity": 0}, "every segment has capacity 0: the trace never delivers anything"),
+    ({"duration": float("nan"), "capacity": 300},
+     "trace_pattern[0]: duration must be finite and at least 1 ms, got nan"),
+    ({"duration": 1000, "capacity": 300, "rtt": -5}, "trace_pattern[0]: rtt must be 0..20000 ms, got -5"),
+    ({"duration": 1e-300, "capacity": 300},
+     "trace_pattern[0]: duration must be finite and at least 1 ms, got 1e-300"),
+])
+def test_netem_refuses_nonsense_alphartc_patterns(tmp_path, segment, message, capsys):
+    pattern = _alphartc(tmp_path, segment)
+    assert main(["netem", "--target", "127.0.0.1:9", "--alphartc", pattern, "--seconds", "0.1"]) == 2
+    assert capsys.readouterr().err == f"nerfconf: error: {pattern}: {message}\n"
+
+
+def test_netem_seconds_ends_the_run_while_a_slow_pattern_is_fed(tmp_path):
+    # 1 bit/s in 1 ms out of every 2: each packet leaves hours later; walking the pattern there held
+    # the event loop past --seconds for as long as that took
+    pattern = _alphartc(tmp_path, {"duration": 1, "capacity": 0.001}, {"duration": 1, "capacity": 0})
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # the relay takes this free port
+    t0 = time.monotonic()
+    relay = subprocess.Popen([sys.executable, "-m", "nerfconf", "netem", "--target", "127.0.0.1:9", "--listen",
+                              f"127.0.0.1:{port}", "--alphartc", pattern, "--seconds", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        while relay.poll() is None and time.monotonic() - t0 < 20:
+            sender.sendto(b"x" * 1000, ("127.0.0.1", port))
+            time.sleep(0.01)
+        out, err = relay.communicate(timeout=1)
+    finally:
+        sender.close()
+        relay.kill()
+    assert relay.returncode == 0, err
+    assert time.monotonic() - t0 < 10
+    stats = json.loads(out[out.index("{"):])
+    assert stats["up"]["packets"] > 0 and stats["up"]["delivered"] >= 1
 
 
 def _inputs(tmp_path):

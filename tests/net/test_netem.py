@@ -2,6 +2,8 @@ import asyncio
 import itertools
 import json
 import socket
+import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +101,16 @@ def test_shared_traces_load():
     assert mm.period_s > 100 and len(mm.opportunities) > 1000
 
 
+def _pattern(tmp_path, *segments):
+    path = tmp_path / "pattern.json"
+    path.write_text(json.dumps({"uplink": {"trace_pattern": list(segments)}}))  # NaN is written as NaN
+    return path
+
+
 def test_bad_traces_and_settings_are_named(tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"uplink": {"trace_pattern": [{"duration": -1, "capacity": 5}]}}))
+    (tmp_path / "bad.json").write_text("{\"uplink\": []}")
     with pytest.raises(NetemError, match="not an AlphaRTC trace"):
-        load_alphartc(bad)
+        load_alphartc(tmp_path / "bad.json")
     (tmp_path / "mm").write_text("5\n3\n")
     with pytest.raises(NetemError, match="non-decreasing"):
         load_mahimahi(tmp_path / "mm")
@@ -111,6 +118,80 @@ def test_bad_traces_and_settings_are_named(tmp_path):
         LinkSpec(loss=1.5)
     with pytest.raises(NetemError, match="one of"):
         LinkSpec(rate_kbps=50, mahimahi=MahimahiTrace(np.array([0.001]), 0.001))
+
+
+@pytest.mark.parametrize(("segments", "message"), [
+    # a pattern that never delivers would hold every packet forever
+    ([{"duration": 100, "capacity": 0}, {"duration": 50, "capacity": 0.0}], r"every segment has capacity 0"),
+    ([{"duration": 100, "capacity": 5}, {"duration": float("nan"), "capacity": 5}],
+     r"trace_pattern\[1\]: duration must be finite and at least 1 ms, got nan"),
+    ([{"duration": 100, "capacity": 5, "rtt": -20}], r"trace_pattern\[0\]: rtt must be 0\.\.20000 ms, got -20"),
+    # a segment this short made the link walk 1e300 segments per packet, and --seconds never came
+    ([{"duration": 1e-300, "capacity": 5}], r"duration must be finite and at least 1 ms, got 1e-300"),
+    ([{"duration": 100, "capacity": float("inf")}], r"capacity must be finite and at least 0 kbps, got inf"),
+    ([{"duration": 100, "capacity": 1e-9}], r"capacity must be 0 \(an outage\) or at least 0\.001 kbps"),
+    ([{"duration": 100, "capacity": 5, "loss": float("nan")}], r"loss must be 0\.\.1, got nan"),
+    ([{"duration": 100, "capacity": 5, "jitter": 1e6}], r"jitter must be 0\.\.10000 ms"),
+    ([{"duration": "100", "capacity": 5}], r"duration must be a number, got '100'"),
+    ([{"duration": 10**400, "capacity": 5}], r"duration must be finite and at least 1 ms, got inf"),
+    ([{"capacity": 5}], r"trace_pattern\[0\]: duration and capacity are required"),
+    ([], r"the trace_pattern is empty"),
+])
+def test_nonsense_alphartc_patterns_are_refused_by_field(tmp_path, segments, message):
+    with pytest.raises(NetemError, match=message) as exc:
+        load_alphartc(_pattern(tmp_path, *segments))
+    assert str(exc.value).startswith(str(tmp_path / "pattern.json")) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("delay_ms", float("nan")), ("delay_ms", float("inf")), ("jitter_ms", float("inf")), ("jitter_ms", -1.0),
+    ("rate_kbps", float("nan")), ("rate_kbps", float("inf")), ("rate_kbps", 0.0), ("rate_kbps", 1e-320),
+    ("loss", float("nan")),
+])
+def test_non_finite_settings_are_refused_by_name(field, value):
+    with pytest.raises(NetemError, match=f"^{field.removesuffix('_ms').removesuffix('_kbps')} must be"):
+        LinkSpec(**{field: value})
+
+
+def _walk(trace, start, bits):
+    """Reference: the departure time found by walking the pattern segment by segment, in exact arithmetic."""
+    durations = [Fraction(s.duration_s) for s in trace.segments]
+    rates = [Fraction(s.capacity_kbps) * 1000 for s in trace.segments]
+    t, bits, i = Fraction(0), Fraction(bits), 0
+    while t + durations[i] <= start:  # to the segment in force at start
+        t, i = t + durations[i], (i + 1) % len(durations)
+    t_from = Fraction(start)
+    while True:
+        end = t + durations[i]
+        if rates[i] > 0 and t_from + bits / rates[i] <= end:
+            return float(t_from + bits / rates[i])
+        bits -= rates[i] * (end - t_from)
+        t = t_from = end
+        i = (i + 1) % len(durations)
+
+
+def test_pattern_departures_match_a_walk_through_the_segments():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        caps = rng.choice([0.0, 0.5, 8.0, 300.0], size=n)
+        caps[rng.integers(n)] = 8.0
+        trace = AlphaRtcTrace(tuple(TraceSegment(float(d), float(c)) for d, c in zip(rng.uniform(0.01, 0.5, n), caps)))
+        start, bits = float(rng.uniform(0, 3)), float(rng.uniform(1, 12_000))
+        assert trace.departure(start, bits) == pytest.approx(_walk(trace, start, bits), rel=1e-9, abs=1e-9)
+
+
+def test_a_slow_pattern_costs_no_more_than_a_fast_one():
+    # 1 bit/s in 1 ms out of every 2: a 1000-byte packet takes 16000 s, 8 million periods,
+    # which a walk through the segments spent minutes of the event loop on
+    trace = AlphaRtcTrace((TraceSegment(0.001, 0.001), TraceSegment(0.001, 0.0)))
+    model = LinkModel(LinkSpec(alphartc=trace, queue_bytes=10_000))
+    t0 = time.perf_counter()
+    out = [model.submit(i * 0.01, 1000) for i in range(1000)]
+    assert time.perf_counter() - t0 < 1.0
+    assert out[0] == pytest.approx(16_000, rel=1e-6)
+    assert out[1] == pytest.approx(32_000, rel=1e-6)
+    assert model.stats.queue_drops == 1000 - 10  # the 10 kB queue holds ten of them
 
 
 @pytest.mark.parametrize("target", [("10.1.2.3", 9), ("8.8.8.8", 53), ("example.com", 1)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 from dataclasses import asdict
 
 from nerfconf.commands.common import UserError, existing_file, host_port
@@ -55,6 +56,8 @@ async def _relay(args: argparse.Namespace, up, down) -> dict:
 def run(args: argparse.Namespace) -> int:
     from nerfconf.net.errors import NetemError
 
+    if not (math.isfinite(args.seconds) and args.seconds >= 0):
+        raise UserError(f"--seconds must be a finite number >= 0 (0: until Ctrl-C), got {args.seconds:g}")
     try:
         up, down = _link_specs(args)
         stats = asyncio.run(_relay(args, up, down))

@@ -26,10 +26,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from nerfconf.net.errors import NetemError
+from nerfconf.net.netem.limits import MAX_DELAY_MS, MIN_RATE_KBPS, check_range
 from nerfconf.net.netem.traces import MAHIMAHI_MTU, AlphaRtcTrace, MahimahiTrace
 
-#: the longest one-way delay (and jitter) a link accepts: beyond it nothing is a network condition
-MAX_DELAY_MS = 10_000.0
 #: packets and bytes one direction holds at once, queued or delayed; beyond them it drops (the
 #: relay keeps a timer and the payload for each, so without a bound a flood is held for the delay)
 MAX_IN_FLIGHT_PACKETS = 65_536
@@ -75,14 +74,11 @@ class LinkSpec:
     mahimahi: MahimahiTrace | None = None
 
     def __post_init__(self) -> None:
-        for name in ("delay_ms", "jitter_ms"):
-            value = getattr(self, name)
-            if not 0 <= value <= MAX_DELAY_MS:  # also refuses NaN
-                raise NetemError(f"{name.replace('_ms', '')} must be 0..{MAX_DELAY_MS:g} ms, got {value:g}")
-        if not 0.0 <= self.loss <= 1.0:
-            raise NetemError(f"loss must be a probability in 0..1, got {self.loss}")
-        if self.rate_kbps is not None and self.rate_kbps <= 0:
-            raise NetemError(f"rate must be positive, got {self.rate_kbps} kbps")
+        check_range("delay", self.delay_ms, 0.0, MAX_DELAY_MS, " ms")
+        check_range("jitter", self.jitter_ms, 0.0, MAX_DELAY_MS, " ms")
+        check_range("loss", self.loss, 0.0, 1.0)
+        if self.rate_kbps is not None:
+            check_range("rate", self.rate_kbps, MIN_RATE_KBPS, unit=" kbps")
         if self.queue_bytes < MAHIMAHI_MTU:
             raise NetemError(f"the queue must hold at least one {MAHIMAHI_MTU}-byte packet")
         shapers = sum(x is not None for x in (self.rate_kbps, self.alphartc, self.mahimahi))
@@ -190,27 +186,11 @@ class LinkModel:
             self._busy_until = max(t, self._busy_until) + size * 8 / (spec.rate_kbps * 1000)
             return self._busy_until
         if spec.alphartc is not None:
-            self._busy_until = self._serve_pattern(max(t, self._busy_until), size * 8, spec.alphartc)
+            self._busy_until = spec.alphartc.departure(max(t, self._busy_until), size * 8)
             return self._busy_until
         if spec.mahimahi is not None:
             return self._serve_mahimahi(t, size, spec.mahimahi)
         return t
-
-    @staticmethod
-    def _serve_pattern(start: float, bits: float, trace: AlphaRtcTrace) -> float:
-        """When ``bits`` that start service at ``start`` have crossed a link of time-varying capacity."""
-        t = start
-        if trace.period_s <= 0 or all(seg.capacity_kbps <= 0 for seg in trace.segments):
-            raise NetemError(f"trace {trace.name} never delivers anything")
-        while True:
-            i, end = trace.segment_at(t)
-            rate = trace.segments[i].capacity_kbps * 1000
-            if rate > 0:
-                needed = bits / rate
-                if t + needed <= end:
-                    return t + needed
-                bits -= rate * (end - t)
-            t = end
 
     def _serve_mahimahi(self, t: float, size: int, trace: MahimahiTrace) -> float:
         if self._mm_index >= 0 and trace.time_of(self._mm_index) >= t and self._mm_left > 0:

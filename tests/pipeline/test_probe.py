@@ -1,4 +1,4 @@
-from nerfconf.pipeline.probe import StampLog, module_latencies
+from nerfconf.pipeline.probe import STAMP_WINDOW, StampLog, module_latencies
 
 
 def test_module_latencies_are_medians_of_stamp_differences():
@@ -18,11 +18,20 @@ def test_module_latencies_are_medians_of_stamp_differences():
     assert rows["extract"].frames == 5
 
 
-def test_a_stamp_is_kept_from_its_first_mark_and_the_log_is_bounded():
+def test_a_stamp_is_kept_from_its_first_mark_and_the_log_keeps_the_newest_frames():
     log = StampLog(limit=2)
     log.mark(1, "receive", 1.0)
     log.mark(1, "receive", 2.0)  # a duplicate copy arriving later does not move it
     log.mark(2, "receive", 1.0)
+    assert log.rows()[1]["receive"] == 1.0
     log.mark(3, "receive", 1.0)
+    log.mark(2, "display", 1.5)
+    assert log.rows() == {2: {"receive": 1.0, "display": 1.5}, 3: {"receive": 1.0}}
+
+
+def test_a_long_call_keeps_the_log_at_its_window():
+    log = StampLog()
+    for seq in range(STAMP_WINDOW * 3):
+        log.mark(seq % 65536, "receive", float(seq))
     rows = log.rows()
-    assert rows[1]["receive"] == 1.0 and 3 not in rows
+    assert len(rows) == STAMP_WINDOW and min(rows) == 2 * STAMP_WINDOW

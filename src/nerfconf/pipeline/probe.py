@@ -36,10 +36,21 @@ PAPER_MS: dict[str, tuple[float | None, float | None]] = {
 }
 
 
-class StampLog:
-    """Thread-safe store of ``seq -> {stamp name: monotonic seconds}``, bounded in size."""
+#: frames a StampLog keeps by default: five minutes at 20 fps
+STAMP_WINDOW = 6000
 
-    def __init__(self, limit: int = 100_000) -> None:
+
+class StampLog:
+    """Thread-safe store of ``seq -> {stamp name: monotonic seconds}`` for the newest ``limit`` frames.
+
+    A call stamps every frame for as long as it runs, so the oldest frames make way for new
+    ones: the latency figures describe the last few minutes of a long call, and its memory
+    stays flat (``bench soak`` saw a call grow by 0.5 MB a minute when the log only filled
+    up). The window is also far shorter than the 16-bit sequence numbers take to wrap, so a
+    wrapped number never finds an old frame's row.
+    """
+
+    def __init__(self, limit: int = STAMP_WINDOW) -> None:
         self._stamps: dict[int, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._limit = limit
@@ -49,7 +60,7 @@ class StampLog:
             row = self._stamps.get(key)
             if row is None:
                 if len(self._stamps) >= self._limit:
-                    return
+                    del self._stamps[next(iter(self._stamps))]  # the oldest: dicts keep insertion order
                 row = self._stamps[key] = {}
             row.setdefault(name, t)
 

@@ -1,10 +1,12 @@
 """Video datagrams beside frame datagrams: telling them apart, NACKed resends, and the mode messages,
 through two in-memory ``CallProtocol``s (``tests/net/test_protocol.py``'s wire and fake clock)."""
 
+import asyncio
+
 import pytest
 
 from nerfconf.codec.frame import MAX_FRAME_BYTES, pack_datagram
-from nerfconf.net import TransportConfig
+from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.errors import ProtocolError
 from nerfconf.net.messages import (
     CallMode,
@@ -94,3 +96,22 @@ def test_mode_messages_and_video_feedback_reach_the_owner():
     assert [e.message for e in wire.of("client", MediaMessageReceived)] == msgs
     with pytest.raises(TypeError):
         wire.server.send_media_message(frame(1), wire.now)
+
+
+def test_a_media_message_that_comes_before_anyone_listens_is_handed_over_later(tmp_path):
+    config = TransportConfig(identity_dir=tmp_path / "identity")
+    request = ModeRequest(CallMode.VIDEO, frozenset({VideoCodec.H264}), 24)
+
+    async def main():
+        async with listen("127.0.0.1", 0, None, config) as server:
+            async with connect(server.join_info, config) as client:
+                peer = await asyncio.wait_for(server.accept(), 5)
+                peer.send_media_message(request)
+                await asyncio.sleep(0.2)  # it has arrived; nobody listens yet
+                got = []
+                client.on_media_message(got.append)
+                peer.send_media_message(ModeSwitch(CallMode.AVATAR))
+                await asyncio.sleep(0.2)
+                return got
+
+    assert asyncio.run(main()) == [request, ModeSwitch(CallMode.AVATAR)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -96,6 +97,9 @@ class NerfProtocol(QuicConnectionProtocol):
         self.peer_address: Any = None
         self.on_feedback: FeedbackCallback | None = None
         self.on_media_message: MediaCallback | None = None
+        #: media messages that came before anyone listened (the peer's mode request can beat the
+        #: application to it right after the call opens); bounded, the newest kept
+        self.early_media: deque[MediaMessage] = deque(maxlen=16)
         # aioquic makes a server's protocol on the connection's first packet: its auth deadline starts now
         self.call.start(self._loop.time())
         self._arm_timer()
@@ -160,6 +164,8 @@ class NerfProtocol(QuicConnectionProtocol):
             elif isinstance(ev, MediaMessageReceived):
                 if self.on_media_message is not None:
                     self.on_media_message(ev.message)
+                else:
+                    self.early_media.append(ev.message)
             elif isinstance(ev, Opened):
                 if not self._opened.done():
                     self._opened.set_result(None)
@@ -332,8 +338,11 @@ class Connection:
         self._p.send_media_message(msg)
 
     def on_media_message(self, callback: MediaCallback | None) -> None:
-        """Hand every mode request, mode switch and video feedback from the peer to ``callback``."""
+        """Hand every mode request, mode switch and video feedback from the peer to ``callback``, those
+        that came before it first."""
         self._p.on_media_message = callback
+        while callback is not None and self._p.early_media:
+            callback(self._p.early_media.popleft())
 
     def attach_encoder(self, encoder: FeedbackSink) -> None:
         """Feedback from the peer goes to this ParamEncoder (acknowledge / request_iframe)."""

@@ -393,3 +393,14 @@ def test_an_image_that_cannot_be_written_is_named(tmp_path):
     assert not (tmp_path / "strip.nope").exists()
     write_image(tmp_path / "strip.png", np.zeros((8, 8, 3), np.uint8))
     assert (tmp_path / "strip.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["receive", "--listen", "0", "--video-kbps", "4"], "--video-kbps: video bitrate must be 8..20000 kbps, got 4"),
+    (["receive", "--listen", "0", "--resolution", "4000"], "--resolution: video is shown at 16..1024 px, got 4000"),
+])
+def test_video_mode_settings_are_checked_in_one_line(argv, message, capsys):
+    # receive without --avatar-peer is the video mode: its settings are checked before any call
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"nerfconf: error: {message}\n"

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             output_file(path, flag=flag)
     try:
         settings = CallSettings(own=getattr(args, "avatar_self", None), peer=getattr(args, "avatar_peer", None),
+                                receive_video=args.receives, video_kbps=args.video_kbps, video_codec=args.video_codec,
                                 listen=args.listen, advertise=args.advertise, join=args.connect, token=args.token,
                                 video=getattr(args, "video", None), camera=getattr(args, "camera", None),
                                 loop_video=getattr(args, "loop", False),
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
+    if settings.receive_video and settings.peer is None:
+        print(f"no --avatar-peer: you will see the other peer as video ({settings.video_codec.upper()}, at most "
+              f"{settings.video_kbps} kbps), not as an avatar", flush=True)
+
     def show_join(join: str) -> None:
         print(f"waiting for the other peer; give them this join string:\n  {join}", flush=True)
 
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     summary = {"sender": result.sender.to_dict() if result.sender else None,
                "receiver": result.receiver.to_dict() if result.receiver else None,
+               "video_receiver": result.video_receiver.to_dict() if result.video_receiver else None,
                "transport": result.transport}
     if args.stats is not None:
         with writing(args.stats, "--stats"):
@@ -89,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
         for line in call_summary(summary["sender"] or {}, summary["receiver"], []):
             print(line)
+    video = result.video_receiver
+    if video is not None and video.displayed:
+        s = video.session
+        print(f"video: {video.displayed} pictures shown, {s['lost']} frames lost, {s['keyframe_requests']} keyframe "
+              f"requests, longest freeze {video.longest_freeze_ms:.0f} ms, {8 * s['bytes'] / 1e3:.0f} kbit received")
     print(json.dumps({k: v for k, v in summary.items() if v}, default=float)[:2000])
     return 0
 
@@ -108,6 +119,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("datagram", "stream"), default="datagram",
                    help="datagrams with copies of the last frames (default), or the paper's reliable stream")
     p.add_argument("--seconds", type=float, default=None, help="hang up after this many seconds")
+    p.add_argument("--video-kbps", type=int, default=32, metavar="KBPS",
+                   help="video mode (a receiver without --avatar-peer): the most this peer sends, and asks to be "
+                   "sent (default 32; the sender adapts below it to the link's losses)")
+    p.add_argument("--video-codec", choices=("h264", "av1"), default="h264",
+                   help="video mode: the codec this peer sends in, if the receiver decodes it (default h264)")
     p.add_argument("--stats", type=Path, default=None, help="write the call's stats as JSON here")
 
 
@@ -125,33 +141,36 @@ def _sending(p: argparse.ArgumentParser) -> None:
 
 
 def _receiving(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--avatar-peer", type=existing_dir, required=True, metavar="THEIRS",
-                   help="the other peer's avatar bundle, rendered from the parameters they send")
+    p.add_argument("--avatar-peer", type=existing_dir, default=None, metavar="THEIRS",
+                   help="the other peer's avatar bundle, rendered from the parameters they send; without it the "
+                   "other peer sends video of their face instead")
     p.add_argument("--save", type=Path, default=None, help="also write the received video to this mp4")
     p.add_argument("--no-window", action="store_true", help="do not open a window even if there is a display")
     p.add_argument("--view", type=_view, default=None, metavar="YAW,PITCH,ROLL",
                    help="watch from this offset in degrees (each within ±45) instead of the sender's view")
-    p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="render resolution (default: the avatar's; video is shown at 256 px unless this is given)")
     p.add_argument("--adaptive-resolution", action=argparse.BooleanOptionalAction, default=True, help=ADAPTIVE_HELP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("call", help="a two-way 3D video call with another peer",
                        description="Sends your face as ~50 parameters per frame and renders the other peer's "
-                       "avatar from theirs. One peer runs with --listen and prints a join string; the other "
-                       "passes it to --connect.")
+                       "avatar from theirs (without --avatar-peer, the other peer sends video of their face). "
+                       "One peer runs with --listen and prints a join string; the other passes it to --connect.")
     _common(p)
     _sending(p)
     _receiving(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, receives=True)
     p = sub.add_parser("send", help="send your face to a peer (one direction)",
                        description="The sender half of a call: capture, extract, encode and send.")
     _common(p)
     _sending(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, receives=False)
     p = sub.add_parser("receive", help="receive and render a peer (one direction)",
                        description="The receiver half of a call: receive, decode, buffer, render and display "
-                       "(a window if there is a display, and/or --save FILE).")
+                       "(a window if there is a display, and/or --save FILE). Without --avatar-peer the sender "
+                       "sends video of their face, which is decoded and displayed.")
     _common(p)
     _receiving(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, receives=True)

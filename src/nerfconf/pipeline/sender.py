@@ -3,17 +3,24 @@
 Capture and extraction run in threads (MediaPipe and video decoding release
 the GIL for most of their time), joined by drop-oldest FIFOs; encoding and
 sending run on the asyncio loop that owns the QUIC connection.
+
+The receiver says which mode it wants the face in (``ModeRequest``): avatar
+parameters, or, when it has no avatar of this user, low-delay video of the same
+head crop the face model sees (:mod:`nerfconf.video`), which skips extraction.
+The sender switches at its next frame, which it makes an I-frame or keyframe,
+and announces the switch (``ModeSwitch``) just before that frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -25,9 +32,24 @@ from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.face.crop import model_framing
 from nerfconf.face.extract import Extractor
 from nerfconf.face.model import FaceModel
+from nerfconf.net.messages import CallMode, ModeRequest, ModeSwitch, VideoCodec, VideoFeedback
 from nerfconf.pipeline.fifo import AsyncDropOldest, DropOldest
 from nerfconf.pipeline.probe import StampLog
 from nerfconf.types import EncodedFrame, FaceParams, Frame
+from nerfconf.video.settings import VideoSettings
+
+log = logging.getLogger(__name__)
+
+#: a video packet is worth sending (and resending) until this long after its frame was captured
+VIDEO_MAX_AGE = 0.3
+
+
+class MediaLink(Protocol):
+    """Where the video mode's packets and the mode switches go: the connection."""
+
+    def send_video(self, payload: bytes, deadline: float | None = None) -> int: ...
+
+    def send_media_message(self, msg) -> None: ...
 
 
 @dataclass
@@ -44,6 +66,10 @@ class SenderStats:
     payload_bytes: int = 0
     seconds: float = 0.0
     encoder: dict = field(default_factory=dict)
+    #: frames sent as video, and the mode switches announced (the first mode included)
+    video_frames: int = 0
+    mode_switches: int = 0
+    video: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -57,7 +83,7 @@ class Sender:
     def __init__(self, source: SourceSpec, face_model: FaceModel, codec: CodecConfig, *,
                  stamps: StampLog | None = None, on_frame: Callable[[Frame, FaceParams], None] | None = None,
                  max_frames: int | None = None, record: bool = False,
-                 refiner: PoseRefiner | None = None) -> None:
+                 refiner: PoseRefiner | None = None, video: VideoSettings | None = None) -> None:
         self.source = source
         #: corrects each pose through this user's own avatar before it is coded (``avatar.pose_fit``)
         self.refiner = refiner
@@ -77,12 +103,59 @@ class Sender:
         # second would reach the receiver late and teach its jitter buffer a delay the call never needs.
         self._extractor_ready = threading.Event()
         self.error: BaseException | None = None
+        self.video_settings = video or VideoSettings()
+        #: the mode the receiver asked for (read by the extraction thread), and the mode last sent
+        self.mode = CallMode.AVATAR
+        self._sent_mode: CallMode | None = None
+        self.video = None  # a nerfconf.video.send.VideoSendSession, made when video is first asked for
 
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self, send: Callable[[EncodedFrame, float], None]) -> SenderStats:
-        """Runs until the source ends, ``max_frames`` were captured, or :meth:`stop`."""
+    # -- what the receiver tells us ---------------------------------------------------
+
+    def request_mode(self, request: ModeRequest) -> None:
+        """The receiver's ``ModeRequest``; takes effect at the next frame captured."""
+        if request.mode == CallMode.VIDEO:
+            from nerfconf.video.encoder import available_codecs  # noqa: PLC0415
+            from nerfconf.video.send import VideoSendSession  # noqa: PLC0415
+
+            usable = request.codecs & available_codecs()
+            if not usable:
+                log.warning("the receiver asked for video in %s, none of which this host can encode; sending "
+                            "avatar parameters", ", ".join(c.name for c in request.codecs))
+                return
+            codec = self.video_settings.codec if self.video_settings.codec in usable else min(usable)
+            kbps = min(self.video_settings.max_kbps, request.max_kbps)
+            if self.video is None or self.video.codec != codec:
+                if self.video is not None:
+                    self.video.close()
+                self.video = VideoSendSession(codec, max_kbps=kbps, source_fps=self.source.fps,
+                                              intra_refresh_s=self.video_settings.intra_refresh_s)
+            else:
+                self.video.set_ceiling(kbps)
+        self.mode = request.mode
+
+    def on_video_feedback(self, feedback: VideoFeedback, now: float) -> None:
+        """Loss reports drive the video rate (the transport has already resent what was NACKed)."""
+        if feedback.report is not None and self.video is not None:
+            self.video.on_report(feedback.report, now)
+
+    # the FeedbackSink the connection drives: acks go to the parameter encoder, an I-frame request to
+    # the encoder of the mode being sent
+
+    def acknowledge(self, seq: int) -> None:
+        self.encoder.acknowledge(seq)
+
+    def request_iframe(self) -> None:
+        if self._sent_mode == CallMode.VIDEO and self.video is not None:
+            self.video.request_keyframe()
+        else:
+            self.encoder.request_iframe()
+
+    async def run(self, send: Callable[[EncodedFrame, float], None], link: MediaLink | None = None) -> SenderStats:
+        """Runs until the source ends, ``max_frames`` were captured, or :meth:`stop`. ``link`` carries video
+        and mode switches (without one, only avatar parameters are sent)."""
         loop = asyncio.get_running_loop()
         captured: DropOldest[Frame] = DropOldest(2)
         extracted: AsyncDropOldest[tuple[Frame, FaceParams, float, float]] = AsyncDropOldest(4, loop)
@@ -98,9 +171,17 @@ class Sender:
         try:
             while (item := await extracted.get()) is not None:
                 frame, params, t_extract_in, t_extract_out = item
+                if params is None:
+                    self._send_video(frame, link)
+                    continue
+                switching = self._sent_mode != CallMode.AVATAR
+                if switching and self._sent_mode is not None:
+                    self.encoder.request_iframe()  # the avatar stream resumes at an I-frame
                 t_in = time.monotonic()
                 coded = self.encoder.encode(params)
                 t_out = time.monotonic()
+                if switching:
+                    self._announce(link, ModeSwitch(CallMode.AVATAR, VideoCodec.NONE, coded.seq))
                 self.stamps.mark(coded.seq, "capture", frame.t_capture)
                 self.stamps.mark(coded.seq, "extract_in", t_extract_in)
                 self.stamps.mark(coded.seq, "extract_out", t_extract_out)
@@ -123,11 +204,36 @@ class Sender:
             self.stats.dropped_before_extract = captured.dropped
             self.stats.dropped_before_send = extracted.dropped
             self.stats.encoder = asdict(self.encoder.stats)
+            if self.video is not None:
+                self.stats.video = self.video.stats.summary()
+                self.video.close()
             if self._refine_ms:
                 self.stats.refine_ms_median = float(np.median(self._refine_ms))
         if self.error is not None:
             raise self.error
         return self.stats
+
+    def _send_video(self, frame: Frame, link: MediaLink | None) -> None:
+        if link is None or self.video is None:
+            return
+        switching = self._sent_mode != CallMode.VIDEO
+        if switching:
+            self.video.force_keyframe()  # the video stream resumes (or starts) at a keyframe
+        out = self.video.encode(frame.image, frame.t_capture, time.monotonic())
+        if out is None:
+            return
+        if switching:
+            self._announce(link, ModeSwitch(CallMode.VIDEO, out.frame.codec, out.frame.frame_no))
+        deadline = frame.t_capture + VIDEO_MAX_AGE
+        for payload in out.payloads:
+            link.send_video(payload, deadline)
+        self.stats.video_frames += 1
+
+    def _announce(self, link: MediaLink | None, switch: ModeSwitch) -> None:
+        self._sent_mode = switch.mode
+        self.stats.mode_switches += 1
+        if link is not None:
+            link.send_media_message(switch)
 
     def _refine(self, found: FaceParams, landmarks: np.ndarray | None, frame: Frame, target) -> FaceParams:
         if landmarks is None:
@@ -175,6 +281,10 @@ class Sender:
                     if framing[size] is not None or size != model_size:
                         frame = Frame(_reframe(frame.image, framing[size], model_size), frame.t_capture,
                                       frame.index)
+                    if self.mode == CallMode.VIDEO:
+                        # the same head crop the face model sees, as video: nothing to extract
+                        out.put_threadsafe((frame, None, t_in, time.monotonic()))
+                        continue
                     result = extractor.process(frame)
                     found = result.params
                     if self.refiner is not None:

@@ -43,6 +43,9 @@ def test_the_history_resends_only_what_can_still_arrive_and_stays_bounded():
     assert seqs == list(range(6))
     assert [d for d, _ in h.retransmissions((0, 1, 2, 5, 5), now=12.5)] == [pack_video(5, b"\x05")]
     assert len(h._sent) == 4
+    # a peer that keeps asking for the same packet gets it twice in all, not once per NACK
+    assert len(h.retransmissions((4,), now=0.0)) == len(h.retransmissions((4,), now=0.0)) == 1
+    assert h.retransmissions((4,), now=0.0) == []
 
 
 def test_video_datagrams_arrive_numbered_beside_frames_in_either_mode():

@@ -51,10 +51,16 @@ class ReceivedVideo:
     t_arrival: float
 
 
-@dataclass(frozen=True)
+#: resends of one packet at most: the receiver asks twice (once at the gap, once 60 ms later), and a
+#: peer that NACKs the same packets over and over must not turn our uplink into its amplifier
+MAX_RESENDS = 2
+
+
+@dataclass
 class _Sent:
     datagram: bytes
     deadline: float
+    resent: int = 0
 
 
 class VideoHistory:
@@ -77,10 +83,12 @@ class VideoHistory:
         return seq, datagram
 
     def retransmissions(self, seqs: tuple[int, ...], now: float) -> list[tuple[bytes, float]]:
-        """(datagram, deadline) of the NACKed packets that can still arrive in time, each once."""
+        """(datagram, deadline) of the NACKed packets that can still arrive in time and were not resent
+        ``MAX_RESENDS`` times already, each once."""
         out = []
         for seq in dict.fromkeys(seqs):
             sent = self._sent.get(seq)
-            if sent is not None and sent.deadline > now:
+            if sent is not None and sent.deadline > now and sent.resent < MAX_RESENDS:
+                sent.resent += 1
                 out.append((sent.datagram, sent.deadline))
         return out

@@ -16,7 +16,7 @@ the receiver and the other direction).
   anywhere up to that peak (x264 reconfigures its rate control in place; it does
   so only when the VBV max rate equals the rate it was opened at, measured). Optional periodic intra
   refresh (``intra_refresh_s``) replaces keyframes with a moving column of
-  intra blocks; it costs ~3 dB at 32 kbps with a 1.5 s period (measured), so it is off.
+  intra blocks; at 32 kbps a 2 s period cost 1.2 to 1.8 dB (measured), so it is off.
 * **AV1** (libsvtav1, decoded by dav1d): SVT-AV1's real-time mode (``rtc=1``:
   low-delay prediction, CBR), preset 10. A new target needs a new encoder (and
   so a keyframe), so :meth:`VideoEncoder.set_kbps` refuses it and the caller

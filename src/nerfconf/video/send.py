@@ -7,9 +7,9 @@ picks the rung (:mod:`ladder`), a new rung opens a new encoder (a keyframe);
 keyframe requests force one.
 
 The overshoot correction is WebRTC's encoder rate adjuster in small: over each
-2 s without a keyframe the coded rate is compared with the rate asked for, and
-the rate asked of the encoder is scaled down by what it overshot (never below
-half, never above the target), so the wire carries the target.
+2 s without a keyframe the coded rate is compared with the rate the encoder was
+set to, and the next setting is the target scaled down by that overshoot (never
+below half the target, never above it), so the wire carries the target.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ class VideoSendSession:
         self._window_start: float | None = None
         self._window_bytes = 0
         self._window_key = False
+        #: the rate the encoder was set to, summed over the window's frames
+        self._window_asked: list[float] = []
         self._opened_at = 0.0
 
     @property
@@ -192,17 +194,19 @@ class VideoSendSession:
         s.packets += packets
         s.sizes[frame.size] = s.sizes.get(frame.size, 0) + 1
         if self._window_start is None:
-            self._window_start, self._window_bytes, self._window_key = now, 0, False
+            self._window_start, self._window_bytes, self._window_key, self._window_asked = now, 0, False, []
         self._window_bytes += len(frame.data)
         self._window_key = self._window_key or frame.keyframe
+        assert self._encoder is not None
+        self._window_asked.append(self._encoder.kbps)
         elapsed = now - self._window_start
         if elapsed >= ADJUST_WINDOW:
-            asked = self.rate.target * self._adjust
+            # how far the encoder overshot the rate it was set to (not the target: AV1 keeps its setting
+            # until a new encoder opens, and scaling by the target would compound a correction unseen)
+            asked = float(np.mean(self._window_asked))
             coded = 8 * self._window_bytes / elapsed / 1e3
-            if not self._window_key and coded > 1.1 * asked:
-                self._adjust = max(0.5, self._adjust * asked / coded)
-            elif coded < 0.9 * asked:
-                self._adjust = min(1.0, self._adjust * 1.05)
+            if not self._window_key and coded > 0:
+                self._adjust = min(1.0, max(0.5, asked / coded))
             self._window_start = None
         s.final_target_kbps = self.rate.target
 

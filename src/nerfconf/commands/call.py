@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
 
     if settings.receive_video and settings.peer is None:
-        print(f"no --avatar-peer: you will see the other peer as video ({settings.video_codec.upper()}, at most "
-              f"{settings.video_kbps} kbps), not as an avatar", flush=True)
+        # the codec is the sender's choice; the rate cap is ours
+        print(f"no --avatar-peer: you will see the other peer as video of at most {settings.video_kbps} kbps, "
+              "not as an avatar", flush=True)
 
     def show_join(join: str) -> None:
         print(f"waiting for the other peer; give them this join string:\n  {join}", flush=True)

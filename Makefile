@@ -31,11 +31,21 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/nerfconf bench codec
 
-# Long fuzzing runs (not part of `make test`): hypothesis with a large budget, then atheris.
+# Long fuzzing runs (not part of `make test`): hypothesis with a large budget, then each atheris target.
+# atheris alone (the `fuzz` extra's one package): `pip install -e '.[fuzz]'` would also put mediapipe's
+# GUI OpenCV back over the headless one. Budgets from the speeds in docs/RESULTS.md ("Fuzzing") on the
+# 2-core host: 10^7 decoder inputs at about 5,000 a second take about 35 minutes (stopped at 3 h whatever
+# happens), inputs stopping at 1200 B, one full datagram (a longer one only holds more of the same frames);
+# 10^7 control messages at about 5,500 a second, about 30 minutes; the bundle loader 30 minutes at about
+# 1,500 a second. Crashing inputs are written to fuzz-findings/.
+FUZZ_OUT := fuzz-findings
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -q -m fuzz
-	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
-	$(BIN)/python fuzz/fuzz_decoder.py -max_total_time=600
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	mkdir -p $(FUZZ_OUT)
+	$(BIN)/python fuzz/fuzz_decoder.py -runs=10000000 -max_total_time=10800 -max_len=1200 -artifact_prefix=$(FUZZ_OUT)/decoder-
+	$(BIN)/python fuzz/fuzz_messages.py -runs=10000000 -max_total_time=3600 -artifact_prefix=$(FUZZ_OUT)/messages-
+	$(BIN)/python fuzz/fuzz_bundle.py -max_total_time=1800 -artifact_prefix=$(FUZZ_OUT)/bundle-
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -38,7 +38,7 @@ def test_rebuilt_landmarks_match_held_out_frames(cnn2_landmarks, cnn2_model):
 
 def test_pose_solver_recovers_synthetic_rotations(cnn2_model):
     result = synthetic_pose_errors(cnn2_model, trials=100, seed=3)
-    assert result["mean_angle_error_deg"] <= 1.0
+    assert result.mean_angle_error_deg <= 1.0
 
 
 def test_params_round_trip_through_reconstruction(cnn2_landmarks, cnn2_model):

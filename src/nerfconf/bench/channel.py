@@ -26,7 +26,7 @@ from nerfconf.tracks import ParamTrack, synthetic_track
 from nerfconf.ui import console as make_console
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChannelResult:
     label: str
     frames: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from nerfconf.codec.config import Allocation, CodecConfig, Reference
 from nerfconf.codec.decoder import ParamDecoder
 from nerfconf.codec.encoder import ParamEncoder
 from nerfconf.codec.entropy import CoderId
+from nerfconf.report import INLINE
 from nerfconf.tracks import HELD_OUT_FRAMES, ParamTrack
 
 
@@ -37,6 +38,56 @@ class CodecRun:
     decode_us_median: float
     frames: int
     i_frames: int
+
+
+@dataclass(frozen=True)
+class QuantizationError:
+    """What quantization alone costs on the test frames (values clamped to the bounds first)."""
+
+    #: L2 norm of the expression error: the landmark displacement in mm, summed over all 478 points
+    expression_l2_mean: float
+    rotation_deg_max: float
+
+
+@dataclass(frozen=True)
+class AllocationBits:
+    """One way of spending the bits over the dimensions, as fitted on the training frames."""
+
+    bits: list[int]
+    #: every dimension at its bit depth, every frame, no entropy coding
+    fixed_bits_kbps: float
+    quantization_error: QuantizationError
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """One allocation, coder and reference mode; speeds are medians over the repeats."""
+
+    allocation: str
+    run: CodecRun = field(metadata=INLINE)
+    #: the decoded levels equal those of the allocation's first mode (every mode must decode the same)
+    decoded_identical: bool
+
+
+@dataclass(frozen=True)
+class CodecBench:
+    """``nerfconf bench codec``: every coder and prediction mode on the held-out frames of a track."""
+
+    source: str
+    fps: float
+    dims: int
+    bits: int
+    gop_frames: int
+    rtt_ms: float
+    train_frames: int
+    test_frames: int
+    repeats: int
+    #: share of the test values outside the bounds fitted on the training frames
+    clamped_fraction: float
+    unquantized_kbps: float
+    #: by allocation name
+    allocations: dict[str, AllocationBits]
+    results: list[ModeResult]
 
 
 def extracted_track(video: Path, *, test_frames: int = HELD_OUT_FRAMES, fps: float = 20.0, progress: bool = False) -> ParamTrack:
@@ -70,7 +121,7 @@ def make_config(
                            gop_frames=gop_frames)
 
 
-def quantization_error(config: CodecConfig, test: ParamTrack) -> dict:
+def quantization_error(config: CodecConfig, test: ParamTrack) -> QuantizationError:
     """What quantization alone costs on the test frames (values clamped to the bounds first).
 
     Expression coefficients are millimetres along orthonormal landmark
@@ -82,10 +133,10 @@ def quantization_error(config: CodecConfig, test: ParamTrack) -> dict:
     clipped = np.clip(rows, config.bounds.lo, config.bounds.hi)
     error = np.stack([q.dequantize(q.quantize(v)) for v in clipped]) - clipped
     k = config.layout.n_expression
-    return {
-        "expression_l2_mean": float(np.linalg.norm(error[:, :k], axis=1).mean()),
-        "rotation_deg_max": float(np.degrees(np.abs(error[:, k : k + 3]).max())),
-    }
+    return QuantizationError(
+        expression_l2_mean=float(np.linalg.norm(error[:, :k], axis=1).mean()),
+        rotation_deg_max=float(np.degrees(np.abs(error[:, k : k + 3]).max())),
+    )
 
 
 def run_once(config: CodecConfig, test: ParamTrack, ack_delay_frames: int | None) -> tuple[CodecRun, np.ndarray]:
@@ -133,7 +184,7 @@ def bench_codec(
     gop_seconds: float = 1.0,
     rtt_ms: float = 20.0,
     repeats: int = 5,
-) -> dict:
+) -> CodecBench:
     fps = track.fps
     if not math.isfinite(fps) or fps <= 0:
         raise ValueError("track needs at least two frames with increasing timestamps")
@@ -145,8 +196,8 @@ def bench_codec(
         (Reference.ANCHOR, ack_delay),
         (Reference.ANCHOR, None),
     ]
-    results = []
-    allocations = {}
+    results: list[ModeResult] = []
+    allocations: dict[str, AllocationBits] = {}
     for allocation in (Allocation.UNIFORM, Allocation.EQUAL_STEP):
         reference_levels = None
         for coder in (CoderId.EXP_GOLOMB, CoderId.ARITHMETIC):
@@ -158,37 +209,36 @@ def bench_codec(
                     runs.append(run)
                 if reference_levels is None:
                     reference_levels = levels
-                    allocations[allocation.value] = {
-                        "bits": list(config.bits),
-                        "fixed_bits_kbps": sum(config.bits) * fps / 1000,
-                        "quantization_error": quantization_error(config, test),
-                    }
-                med = {
+                    allocations[allocation.value] = AllocationBits(
+                        bits=list(config.bits),
+                        fixed_bits_kbps=sum(config.bits) * fps / 1000,
+                        quantization_error=quantization_error(config, test),
+                    )
+                speed = {
                     k: statistics.median(getattr(r, k) for r in runs)
                     for k in ("encode_us_median", "decode_us_median")
                 }
-                results.append({
-                    "allocation": allocation.value,
-                    **asdict(runs[0]),
-                    **med,
-                    "decoded_identical": bool(np.array_equal(levels, reference_levels)),
-                })
+                results.append(ModeResult(
+                    allocation=allocation.value,
+                    run=replace(runs[0], **speed),
+                    decoded_identical=bool(np.array_equal(levels, reference_levels)),
+                ))
     q = make_config(train, bits, CoderId.EXP_GOLOMB, Reference.PREV, gop).make_quantizer()
     for v in test.values[test.face_found]:
         q.quantize(v)
     dims = track.layout.dims
-    return {
-        "source": track.source,
-        "fps": round(fps, 3),
-        "dims": dims,
-        "bits": bits,
-        "gop_frames": gop,
-        "rtt_ms": rtt_ms,
-        "train_frames": len(train),
-        "test_frames": len(test),
-        "repeats": repeats,
-        "clamped_fraction": q.stats.clamped / max(1, q.stats.values),
-        "unquantized_kbps": dims * 32 * fps / 1000,
-        "allocations": allocations,
-        "results": results,
-    }
+    return CodecBench(
+        source=track.source,
+        fps=round(fps, 3),
+        dims=dims,
+        bits=bits,
+        gop_frames=gop,
+        rtt_ms=rtt_ms,
+        train_frames=len(train),
+        test_frames=len(test),
+        repeats=repeats,
+        clamped_fraction=q.stats.clamped / max(1, q.stats.values),
+        unquantized_kbps=dims * 32 * fps / 1000,
+        allocations=allocations,
+        results=results,
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,87 @@ from nerfconf.tracks import HELD_OUT_FRAMES
 
 MAIN_VIDEO = "cnn2_25fps.mp4"
 ROBUSTNESS_VIDEOS = ("short_1.mp4", "short_2.mp4", "short_3.mp4", "short_4.mp4", "short_5.mp4", "d6.mp4", "d9.mp4")
+
+
+@dataclass(frozen=True)
+class ExtractSpeed:
+    """Median ms per frame."""
+
+    landmarks_median: float
+    pose_and_expression_median: float
+    #: landmarks plus the pose and expression solve: what the sender spends a frame
+    extraction_median: float
+    segmentation_median: float
+    segmentation_frames: int
+
+
+@dataclass(frozen=True)
+class ExtractFidelity:
+    """Mean 2D distance in px of model-rebuilt landmarks to MediaPipe's on the held-out frames."""
+
+    held_out_frames: int
+    fitted_frames: int
+    #: by "K=<components>", each frame's own fit
+    unsmoothed: dict[str, float]
+    #: by "K=<the model's components>", from the smoothed parameters a sender transmits
+    smoothed: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PoseErrors:
+    """Known synthetic rotations of the template through the pose solver, angle errors in degrees."""
+
+    trials: int
+    landmark_noise_px: float
+    #: rotations drawn uniformly in +- these
+    range_deg: dict[str, int]
+    mean_angle_error_deg: float
+    max_angle_error_deg: float
+    #: by axis: yaw, pitch, roll
+    mean_abs_error_deg: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    p95: float
+
+
+@dataclass(frozen=True)
+class PoseBench:
+    synthetic: PoseErrors
+    #: frame-to-frame change of each angle (yaw, pitch, roll) on video, before and after smoothing
+    jitter_raw_deg: dict[str, Spread]
+    jitter_smoothed_deg: dict[str, Spread]
+    jitter_fps: float
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Another clip, with the model fitted on its first half and its second half extracted."""
+
+    video: str
+    frames: int
+    face_found_rate: float
+    n_expression: int
+    #: share of the second half's values outside the bounds fitted on the first (None: no face there)
+    outside_bounds_fraction: float | None
+    outside_bounds_fraction_pose: float | None
+
+
+@dataclass(frozen=True)
+class ExtractBench:
+    """``nerfconf bench extract``."""
+
+    video: str
+    #: "<width>x<height>"
+    resolution: str
+    frames: int
+    face_found_rate: float
+    speed_ms: ExtractSpeed
+    fidelity_px: ExtractFidelity
+    pose: PoseBench
+    robustness: list[Robustness]
 
 
 def _found(landmarks: np.ndarray) -> np.ndarray:
@@ -69,7 +151,7 @@ def rebuild_error_px(model: FaceModel, landmarks: np.ndarray, params: np.ndarray
     return float(np.mean(errors))
 
 
-def synthetic_pose_errors(model: FaceModel, trials: int, seed: int, noise_px: float = 0.5) -> dict:
+def synthetic_pose_errors(model: FaceModel, trials: int, seed: int, noise_px: float = 0.5) -> PoseErrors:
     """Rotate the template (with a random expression), project, solve; angle errors in degrees."""
     rng = np.random.default_rng(seed)
     k = model.n_expression
@@ -86,27 +168,27 @@ def synthetic_pose_errors(model: FaceModel, trials: int, seed: int, noise_px: fl
         geodesic.append(np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1))))
         per_axis.append(np.degrees(np.abs(rotation_to_angles(solved.rotation) - angles)))
     per_axis = np.array(per_axis)
-    return {
-        "trials": trials,
-        "landmark_noise_px": noise_px,
-        "range_deg": {"yaw": 30, "pitch": 25, "roll": 20},
-        "mean_angle_error_deg": float(np.mean(geodesic)),
-        "max_angle_error_deg": float(np.max(geodesic)),
-        "mean_abs_error_deg": dict(zip(("yaw", "pitch", "roll"), per_axis.mean(axis=0).round(4).tolist())),
-    }
+    return PoseErrors(
+        trials=trials,
+        landmark_noise_px=noise_px,
+        range_deg={"yaw": 30, "pitch": 25, "roll": 20},
+        mean_angle_error_deg=float(np.mean(geodesic)),
+        max_angle_error_deg=float(np.max(geodesic)),
+        mean_abs_error_deg=dict(zip(("yaw", "pitch", "roll"), per_axis.mean(axis=0).round(4).tolist())),
+    )
 
 
-def jitter_deg(params: np.ndarray, k: int) -> dict:
-    """Frame-to-frame change of each angle in degrees (median and 95th percentile)."""
+def jitter_deg(params: np.ndarray, k: int) -> dict[str, Spread]:
+    """Frame-to-frame change of each angle in degrees (median and 95th percentile), by axis."""
     rows = params[np.all(np.isfinite(params), axis=1)]
     step = np.degrees(np.abs(np.diff(rows[:, k : k + 3], axis=0)))
     return {
-        axis: {"median": float(np.median(step[:, j])), "p95": float(np.percentile(step[:, j], 95))}
+        axis: Spread(float(np.median(step[:, j])), float(np.percentile(step[:, j], 95)))
         for j, axis in enumerate(("yaw", "pitch", "roll"))
     }
 
 
-def robustness(path: Path, n_expression: int) -> dict:
+def robustness(path: Path, n_expression: int) -> Robustness:
     from nerfconf.face.extract import detect_all  # noqa: PLC0415
 
     info = probe(path)
@@ -118,18 +200,18 @@ def robustness(path: Path, n_expression: int) -> dict:
     params = smoothed_params(model, landmarks, times, smoothing=True)
     second = params[half:][found[half:]]
     outside = (second < model.bounds_lo) | (second > model.bounds_hi)
-    return {
-        "video": path.name,
-        "frames": len(landmarks),
-        "face_found_rate": float(found.mean()),
-        "n_expression": k,
-        "outside_bounds_fraction": float(outside.mean()) if second.size else None,
-        "outside_bounds_fraction_pose": float(outside[:, k : k + 3].mean()) if second.size else None,
-    }
+    return Robustness(
+        video=path.name,
+        frames=len(landmarks),
+        face_found_rate=float(found.mean()),
+        n_expression=k,
+        outside_bounds_fraction=float(outside.mean()) if second.size else None,
+        outside_bounds_fraction_pose=float(outside[:, k : k + 3].mean()) if second.size else None,
+    )
 
 
 def bench_extract(data_dir: Path, *, test_frames: int = HELD_OUT_FRAMES, pose_trials: int = 500, seed: int = 0,
-                  progress: bool = True) -> dict:
+                  progress: bool = True) -> ExtractBench:
     from nerfconf.face.segment import HeadSegmenter  # noqa: PLC0415
 
     main = data_dir / MAIN_VIDEO
@@ -168,29 +250,30 @@ def bench_extract(data_dir: Path, *, test_frames: int = HELD_OUT_FRAMES, pose_tr
 
     landmark_ms = float(statistics.median(lm_ms))
     solve = float(statistics.median(solve_ms))
-    return {
-        "video": MAIN_VIDEO,
-        "resolution": f"{info.width}x{info.height}",
-        "frames": len(landmarks),
-        "face_found_rate": float(found.mean()),
-        "speed_ms": {
-            "landmarks_median": landmark_ms,
-            "pose_and_expression_median": solve,
-            "extraction_median": landmark_ms + solve,
-            "segmentation_median": float(statistics.median(seg_ms)),
-            "segmentation_frames": len(seg_ms),
-        },
-        "fidelity_px": {
-            "held_out_frames": int(len(test)),
-            "fitted_frames": int(found[:n_train].sum()),
-            "unsmoothed": fidelity,
-            "smoothed_K=46": fidelity_smoothed,
-        },
-        "pose": {
-            "synthetic": synthetic_pose_errors(model, pose_trials, seed),
-            "jitter_raw_deg": jitter_deg(raw_params, k),
-            "jitter_smoothed_deg": jitter_deg(smooth_params, k),
-            "jitter_fps": round(info.fps, 3),
-        },
-        "robustness": [robustness(data_dir / name, k) for name in ROBUSTNESS_VIDEOS if (data_dir / name).exists()],
-    }
+    return ExtractBench(
+        video=MAIN_VIDEO,
+        resolution=f"{info.width}x{info.height}",
+        frames=len(landmarks),
+        face_found_rate=float(found.mean()),
+        speed_ms=ExtractSpeed(
+            landmarks_median=landmark_ms,
+            pose_and_expression_median=solve,
+            extraction_median=landmark_ms + solve,
+            segmentation_median=float(statistics.median(seg_ms)),
+            segmentation_frames=len(seg_ms),
+        ),
+        fidelity_px=ExtractFidelity(
+            held_out_frames=int(len(test)),
+            fitted_frames=int(found[:n_train].sum()),
+            unsmoothed=fidelity,
+            # keyed as unsmoothed is: the K is the fitted model's, which need not be 46
+            smoothed={f"K={k}": fidelity_smoothed},
+        ),
+        pose=PoseBench(
+            synthetic=synthetic_pose_errors(model, pose_trials, seed),
+            jitter_raw_deg=jitter_deg(raw_params, k),
+            jitter_smoothed_deg=jitter_deg(smooth_params, k),
+            jitter_fps=round(info.fps, 3),
+        ),
+        robustness=[robustness(data_dir / name, k) for name in ROBUSTNESS_VIDEOS if (data_dir / name).exists()],
+    )

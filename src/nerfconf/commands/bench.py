@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -51,34 +50,35 @@ def codec(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
         return 0
     from rich.table import Table
 
     from nerfconf.ui import console as make_console
 
-    table = Table(title=f"codec at {result['fps']:g} fps, {result['dims']} dims, {result['bits']} bits, "
-                  f"GOP {result['gop_frames']} frames")
+    table = Table(title=f"codec at {result.fps:g} fps, {result.dims} dims, {result.bits} bits, "
+                  f"GOP {result.gop_frames} frames")
     for col in ("allocation", "coder", "reference", "acks", "payload kbps", "body kbps", "B/I-frame", "B/P-frame",
                 "enc µs", "dec µs"):
         table.add_column(col, justify="right")
-    for r in result["results"]:
-        acks = "none" if r["ack_delay_frames"] is None else f"after {r['ack_delay_frames']} fr"
-        if r["reference"] == "prev":
+    for mode in result.results:
+        r = mode.run
+        acks = "none" if r.ack_delay_frames is None else f"after {r.ack_delay_frames} fr"
+        if r.reference == "prev":
             acks = "-"
-        table.add_row(r["allocation"], r["coder"], r["reference"], acks,
-                      f"{r['payload_kbps']:.2f}", f"{r['body_kbps']:.2f}",
-                      f"{r['bytes_per_i_frame']:.1f}", f"{r['bytes_per_p_frame']:.1f}",
-                      f"{r['encode_us_median']:.0f}", f"{r['decode_us_median']:.0f}")
+        table.add_row(mode.allocation, r.coder, r.reference, acks,
+                      f"{r.payload_kbps:.2f}", f"{r.body_kbps:.2f}",
+                      f"{r.bytes_per_i_frame:.1f}", f"{r.bytes_per_p_frame:.1f}",
+                      f"{r.encode_us_median:.0f}", f"{r.decode_us_median:.0f}")
     console = make_console()
     console.print(table)
-    console.print(f"source: {result['source']}; bounds fitted on {result['train_frames']} frames, "
-                  f"measured on {result['test_frames']} held-out frames "
-                  f"({100 * result['clamped_fraction']:.2f} % of values clamped)")
-    for name, a in result["allocations"].items():
-        err = a["quantization_error"]
-        console.print(f"{name}: bits {a['bits']}; quantization error: expression {err['expression_l2_mean']:.3f} mm "
-                      f"(L2 over all landmarks), rotation at most {err['rotation_deg_max']:.3f}°")
+    console.print(f"source: {result.source}; bounds fitted on {result.train_frames} frames, "
+                  f"measured on {result.test_frames} held-out frames "
+                  f"({100 * result.clamped_fraction:.2f} % of values clamped)")
+    for name, a in result.allocations.items():
+        err = a.quantization_error
+        console.print(f"{name}: bits {a.bits}; quantization error: expression {err.expression_l2_mean:.3f} mm "
+                      f"(L2 over all landmarks), rotation at most {err.rotation_deg_max:.3f}°")
     return 0
 
 
@@ -88,11 +88,11 @@ def extract(args: argparse.Namespace) -> int:
     result = bench_extract(data_file(args, MAIN_VIDEO).parent, test_frames=args.test_frames, pose_trials=args.pose_trials,
                            progress=not args.json)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
         return 0
     from nerfconf.ui import console as make_console  # noqa: PLC0415
 
-    make_console().print_json(json.dumps(result))
+    make_console().print_json(to_json(result))
     return 0
 
 
@@ -104,7 +104,7 @@ def train(args: argparse.Namespace) -> int:
     result = bench_train(video, resolution=args.resolution, iterations=args.iterations, repeats=args.repeats,
                          device=args.device,
                          bf16_mlp=MLP_PRECISIONS[args.mlp_precision])
-    print(json.dumps(result, indent=2))
+    print(to_json(result))
     return 0
 
 

@@ -93,7 +93,9 @@ def test_the_stats_count_fresh_frames_and_the_freeze_a_lost_burst_leaves():
         return stats
 
     stats = asyncio.run(call())
-    assert 0 < stats.fresh_displayed <= 60 - len(lost) <= stats.slots
+    assert 0 < stats.fresh_displayed <= 60 - len(lost) <= stats.slots <= 62
+    # the second after the sender stopped conceals frames never sent: played, but not counted as slots
+    assert stats.tail_slots >= 10
     assert stats.fresh_displayed < stats.displayed == len(window.frames)
     # the burst: about 8 frame periods with nothing fresh on screen, counted once
     assert 250 <= stats.longest_freeze_ms <= 900, stats.longest_freeze_ms

@@ -52,3 +52,14 @@ def test_a_fixed_size_render_process_never_changes_size():
             worker.submit(RenderJob(i, i, p.expression[:46], p.rotation, p.translation))
             result = worker.result(timeout=120)
             assert result is not None and result.resolution == 32
+
+
+def test_a_call_that_also_sends_leaves_the_sender_a_core():
+    import os
+
+    from nerfconf.pipeline.render_worker import call_render_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert call_render_threads(None, sending=True) == max(1, cores - 1)
+    assert call_render_threads(None, sending=False) is None  # every core
+    assert call_render_threads(3, sending=True) == 3

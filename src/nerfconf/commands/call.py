@@ -12,6 +12,7 @@ from nerfconf.commands.common import (
     REFINE_EVERY,
     REFINE_EVERY_HELP,
     REFINE_HELP,
+    RENDER_THREADS_HELP,
     UserError,
     existing_dir,
     existing_file,
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                 save=getattr(args, "save", None), window=not getattr(args, "no_window", True),
                                 view=getattr(args, "view", None), resolution=getattr(args, "resolution", None),
                                 adaptive_resolution=getattr(args, "adaptive_resolution", True),
+                                render_threads=getattr(args, "render_threads", None),
                                 mode=args.mode, refine_pose=getattr(args, "refine_pose", True),
                                 refine_every=refine_every(getattr(args, "refine_every", REFINE_EVERY)))
     except ValueError as exc:
@@ -152,6 +154,7 @@ def _receiving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=None,
                    help="render resolution (default: the avatar's; video is shown at 256 px unless this is given)")
     p.add_argument("--adaptive-resolution", action=argparse.BooleanOptionalAction, default=True, help=ADAPTIVE_HELP)
+    p.add_argument("--render-threads", type=int, default=None, help=RENDER_THREADS_HELP)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -100,6 +100,10 @@ REFINE_HELP = ("correct each head pose through your own avatar before sending it
                "are; see docs/avatar.md")
 
 
+RENDER_THREADS_HELP = ("CPU threads of the renderer (default: every core but one where this machine also sends, "
+                       "since a render that shares every core with the sender's tracking stalls; every core where "
+                       "it only receives)")
+
 ADAPTIVE_HELP = ("render smaller, and scale up, while frames take longer than the frame rate allows on this host "
                  "(on by default: a slow host keeps every frame and a bounded latency, and the log says so once); "
                  "--no-adaptive-resolution keeps the full size and skips the frames it cannot render in time")

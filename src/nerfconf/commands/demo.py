@@ -9,6 +9,7 @@ from nerfconf.commands.common import (
     ADAPTIVE_HELP,
     REFINE_EVERY,
     REFINE_EVERY_HELP,
+    RENDER_THREADS_HELP,
     UserError,
     existing_dir,
     existing_file,
@@ -80,8 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="datagrams with copies of the last frames (default) or the paper's reliable stream")
     p.add_argument("--resolution", type=int, default=None, help="render resolution (default: the avatar's)")
     p.add_argument("--adaptive-resolution", action=argparse.BooleanOptionalAction, default=True, help=ADAPTIVE_HELP)
-    p.add_argument("--render-threads", type=int, default=None,
-                   help="CPU threads of the renderer (default: every core; 1 is faster on a busy machine)")
+    p.add_argument("--render-threads", type=int, default=None, help=RENDER_THREADS_HELP)
     p.add_argument("--refine-pose", action=argparse.BooleanOptionalAction, default=True,
                    help="A's sender corrects each head pose through A's avatar before sending it (default on: "
                    "one small render every --refine-every frames); --no-refine-pose sends the tracker's poses")

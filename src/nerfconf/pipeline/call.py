@@ -21,7 +21,7 @@ from nerfconf.net import TransportConfig, connect, listen
 from nerfconf.net.join import JoinInfo, new_token
 from nerfconf.net.messages import VideoCodec
 from nerfconf.pipeline.probe import StampLog
-from nerfconf.pipeline.render_worker import RenderWorker
+from nerfconf.pipeline.render_worker import RenderWorker, call_render_threads
 from nerfconf.pipeline.session import PeerPlan, PeerResult, run_peer
 from nerfconf.playout.sinks import VideoFileSink, WindowSink, has_display
 from nerfconf.video.settings import VideoSettings
@@ -57,8 +57,8 @@ class CallSettings:
     resolution: int | None = None
     device: str = "cpu"
     mode: str = "datagram"
-    #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
-    #: extraction and networking take little, but on a busy one a single thread waits less)
+    #: CPU threads of the render process (None: every core but one where this machine also sends,
+    #: ``render_worker.call_render_threads``)
     render_threads: int | None = None
     #: render smaller when frames run late (``render_budget``)
     adaptive_resolution: bool = True
@@ -149,6 +149,7 @@ def call(settings: CallSettings, on_join: Callable[[str], None] = print) -> Peer
     if settings.peer is None:
         return asyncio.run(run_call(settings, on_join=on_join))
     with RenderWorker(settings.peer, resolution=settings.resolution, device=settings.device,
-                      threads=settings.render_threads, fps=settings.fps,
+                      threads=call_render_threads(settings.render_threads, sending=settings.own is not None),
+                      fps=settings.fps,
                       adaptive=settings.adaptive_resolution) as worker:
         return asyncio.run(run_call(settings, on_join=on_join, worker=worker))

@@ -24,7 +24,7 @@ from nerfconf.net.join import new_token
 from nerfconf.net.netem import LinkSpec, NetemRelay
 from nerfconf.pipeline.demo_clip import DEMO_CLIP
 from nerfconf.pipeline.probe import StampLog, module_latencies
-from nerfconf.pipeline.render_worker import RenderWorker
+from nerfconf.pipeline.render_worker import RenderWorker, call_render_threads
 from nerfconf.pipeline.report import side_by_side, write_stats
 from nerfconf.pipeline.session import PeerPlan, run_peer
 from nerfconf.playout.sinks import VideoFileSink
@@ -47,8 +47,8 @@ class DemoSettings:
     mode: str = "datagram"
     resolution: int | None = None
     device: str = "cpu"
-    #: CPU threads of the render process (None: every core; on a quiet 2-core machine two beat one, since
-    #: extraction and networking take little, but on a busy one a single thread waits less)
+    #: CPU threads of the render process (None: every core but one where this machine also sends,
+    #: ``render_worker.call_render_threads``)
     render_threads: int | None = None
     #: render smaller when frames run late (``render_budget``)
     adaptive_resolution: bool = True
@@ -151,7 +151,7 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     started = time.monotonic()
     # The renderer is pre-warmed before the call starts, as the paper pre-warms its models.
     with RenderWorker(settings.avatar, resolution=settings.resolution, device=settings.device,
-                      threads=settings.render_threads, fps=settings.fps,
+                      threads=call_render_threads(settings.render_threads, sending=True), fps=settings.fps,
                       adaptive=settings.adaptive_resolution) as worker:
         a, b, stamps = asyncio.run(_call(settings, bundle, worker))
     rows = stamps.rows()

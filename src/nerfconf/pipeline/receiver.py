@@ -57,8 +57,12 @@ class ReceiverStats:
     undecodable: int = 0
     incompatible: int = 0
     iframe_requests: int = 0
-    #: playout slots played, each one a frame on screen (received, concealed or a fade step)
+    #: playout slots played up to the last received frame's, each one a frame on screen (received,
+    #: concealed or a fade step)
     slots: int = 0
+    #: slots played after the last received frame: the sender had stopped, so they conceal frames
+    #: that were never sent, and are not counted in ``slots``
+    tail_slots: int = 0
     rendered: int = 0
     displayed: int = 0
     #: displays of frames that were received, not concealed
@@ -110,6 +114,7 @@ class Receiver:
         #: seconds each of the last renders took, for starting frames early enough to show on time
         self._render_s: deque[float] = deque(maxlen=20)
         self._render_ms: list[float] = []
+        self._slots_played = 0
         self._resolution = 0
         self.fps = fps
         self.sinks = sinks or []
@@ -155,6 +160,7 @@ class Receiver:
             self.stats.render_dropped = self.worker.dropped
             self.stats.display_dropped = self._display.dropped
             self.stats.playout = asdict(self.playout.stats)
+            self.stats.tail_slots = self._slots_played - self.stats.slots
             if self._render_ms:
                 self.stats.first_render_ms = round(self._render_ms[0], 2)
                 self.stats.render_ms_p50, self.stats.render_ms_p95 = (
@@ -269,7 +275,9 @@ class Receiver:
             out = self.playout.pop(max(time.monotonic(), due))
             if out is None:
                 continue
-            self.stats.slots += 1
+            self._slots_played += 1
+            if out.kind == "shown":
+                self.stats.slots = self._slots_played
             seq = self._seq_of.pop(out.index, -1) if out.kind == "shown" else -1
             for stale in [i for i in self._seq_of if i < out.index]:
                 del self._seq_of[stale]

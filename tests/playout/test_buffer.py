@@ -97,3 +97,23 @@ def test_next_ready_says_whether_the_next_slot_can_start_early():
     assert not buf.next_ready()  # frame 1 has not arrived
     buf.push(_p(1), 1.06)
     assert buf.next_ready()
+
+
+def test_a_sender_that_fell_a_second_behind_is_shown_again_within_two_seconds():
+    # 100 frames on time, then the sender stalls: every later frame arrives 1 s behind its number,
+    # beyond the largest delay the buffer adds above the transit floor it measured on time
+    arrivals = [(i / FPS + 0.01, _p(i)) for i in range(100)]
+    arrivals += [(i / FPS + 1.01, _p(i)) for i in range(100, 300)]
+    b = PlayoutBuffer(PlayoutConfig(k_frames=1))
+    shown = _drive(b, arrivals, until=300 / FPS + 1.5)
+    assert b.stats.resyncs >= 1
+    back = [f.index for f in shown if f.kind == "shown" and f.index >= 100]
+    assert back and back[0] < 100 + 2 * FPS, back[:3]
+    assert all(f.kind == "shown" for f in shown if back[0] <= f.index < 300)
+
+
+def test_a_few_late_frames_do_not_drop_the_measured_floor():
+    arrivals = [(i / FPS + 0.01 + (0.3 if 50 <= i < 55 else 0.0), _p(i)) for i in range(200)]
+    b = PlayoutBuffer(PlayoutConfig(k_frames=1))
+    _drive(b, arrivals, until=200 / FPS + 0.5)
+    assert b.stats.late >= 1 and b.stats.resyncs == 0

@@ -41,7 +41,13 @@ class SourceSpec:
 
 
 def frames(spec: SourceSpec, stop: callable | None = None) -> Iterator[Frame]:
-    """Frames as they are captured, renumbered 0, 1, 2, ... at ``spec.fps``."""
+    """Frames as they are captured, numbered 0, 1, 2, ... at ``spec.fps``.
+
+    A paced file keeps its frame numbers on the clock, as a camera does: frame ``n`` is captured
+    at ``n / fps`` after the start. A reader that fell more than a frame behind skips frames
+    (their numbers too) rather than send late ones under early numbers: the receiver's playout
+    clock runs on those numbers, and a sender that drifted behind it had every frame arrive late.
+    """
     source = _camera(spec) if spec.camera is not None else _video(spec)
     period = 1.0 / spec.fps
     start = time.monotonic()
@@ -51,6 +57,8 @@ def frames(spec: SourceSpec, stop: callable | None = None) -> Iterator[Frame]:
         if spec.paced:
             # Sleep to the tick rather than a fixed period, so decoding time does not add drift.
             delay = start + n * period - time.monotonic()
+            if delay < -period:
+                continue
             if delay > 0:
                 time.sleep(delay)
         yield Frame(image=image, t_capture=time.monotonic(), index=n)

@@ -51,10 +51,13 @@ class PlayoutConfig:
     decay_frames: float = 3.0
     #: frames held ahead of playback; a frame further ahead restarts the timeline
     capacity: int = 64
+    #: late arrivals in a row after which the transit floor measured so far is dropped: the
+    #: sender's clock or the path changed, and a floor older than that would keep every frame late
+    late_resync: int = 10
 
     def __post_init__(self) -> None:
-        if self.fps <= 0 or self.k_frames < 0 or self.capacity < 2:
-            raise ValueError("fps must be positive, k_frames >= 0 and capacity >= 2")
+        if self.fps <= 0 or self.k_frames < 0 or self.capacity < 2 or self.late_resync < 1:
+            raise ValueError("fps must be positive, k_frames >= 0, capacity >= 2 and late_resync >= 1")
         if not 0 <= self.min_delay <= self.max_delay:
             raise ValueError("need 0 <= min_delay <= max_delay")
         if not 0 < self.quantile <= 1 or self.window < 2 or self.warmup < 1:
@@ -87,6 +90,8 @@ class PlayoutStats:
     dropped: int = 0
     duplicates: int = 0
     resets: int = 0
+    #: times a run of late arrivals dropped the transit floor measured before it
+    resyncs: int = 0
     #: the longest run of consecutive concealed slots, in frames
     longest_concealed_run: int = 0
     #: the delay currently added above the fastest recent transit, in seconds
@@ -104,6 +109,7 @@ class PlayoutBuffer:
         self._last_good: FaceParams | None = None
         self._prev_good: FaceParams | None = None
         self._run = 0
+        self._late_run = 0
 
     # -- input ----------------------------------------------------------------------
 
@@ -128,7 +134,18 @@ class PlayoutBuffer:
         if i < self._next:
             self.stats.late += 1
             self._remember_good(params)
+            self._late_run += 1
+            if self._late_run >= cfg.late_resync:
+                # keep only the late run's transits, and move the slot clock to where frames arrive
+                # now: the next slots then wait for their frames, and the delay adapts from there
+                recent = list(self._offsets)[-self._late_run:]
+                self._offsets.clear()
+                self._offsets.extend(recent)
+                self._offset = max(self._offset, max(recent) + cfg.k_frames / cfg.fps)
+                self.stats.resyncs += 1
+                self._late_run = 0
             return "late"
+        self._late_run = 0
         if i in self._frames:
             self.stats.duplicates += 1
             return "duplicate"

@@ -20,7 +20,8 @@ from nerfconf.net.messages import (
 
 def test_messages_round_trip_through_any_split():
     msgs = [Hello("secret-token", copies=3), Welcome(copies=1), Feedback(acks=(1, 65535), nacks=(7,)),
-            Feedback(iframe_request=True), Refuse("wrong room token"),
+            Feedback(iframe_request=True), Feedback(acks=(3,), nacks=(2,), lost=255), Feedback(lost=1),
+            Refuse("wrong room token"),
             ModeRequest(CallMode.VIDEO, frozenset({VideoCodec.H264, VideoCodec.AV1}), 65535),
             ModeRequest(CallMode.AVATAR, frozenset(), 32), ModeSwitch(CallMode.VIDEO, VideoCodec.H264, 65535),
             ModeSwitch(CallMode.AVATAR, VideoCodec.NONE, 3), VideoFeedback((5, 6)),
@@ -38,6 +39,8 @@ def test_messages_round_trip_through_any_split():
 @pytest.mark.parametrize("raw", [
     bytes((99, 0, 0)),                      # unknown type
     bytes((4, 0, 1, 5)),                    # feedback flags out of range
+    bytes((4, 0, 1, 2)),                    # feedback truncated before its loss count
+    bytes((4, 0, 4, 2, 0, 0, 0)),           # a loss count of 0 (the flag says one follows)
     bytes((4, 0, 2, 0, 3)),                 # feedback truncated in its seq list
     bytes((2, 0, 2, 1, 0)),                 # welcome with copies 0
     bytes((1, 0xFF, 0xFF)),                 # declared length over the limit
@@ -69,3 +72,10 @@ def test_feedback_validates_sequence_numbers():
         Feedback(acks=(70000,))
     with pytest.raises(ValueError):
         Feedback(nacks=tuple(range(300)))
+    with pytest.raises(ValueError, match="lost"):
+        Feedback(lost=256)
+
+
+def test_a_loss_count_costs_one_byte_and_only_when_there_is_one():
+    assert len(encode_message(Feedback(acks=(1,), lost=3))) == len(encode_message(Feedback(acks=(1,)))) + 1
+    assert bool(Feedback(lost=1)) and not bool(Feedback())

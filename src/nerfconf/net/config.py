@@ -19,14 +19,17 @@ class TransportConfig:
     mode: Literal["datagram", "stream"] = "datagram"
     #: frames per datagram: the new one and copies of the copies - 1 before it
     copies: int = 3
+    #: carry the copies only while the peer reports lost datagrams (and for
+    #: redundancy.LOSS_HOLD_S after): on a clean path they are most of each datagram
+    adaptive_copies: bool = True
     #: DATAGRAM payload cap in bytes (aioquic stalls forever on a datagram over ~1170 B)
     max_datagram: int = MAX_DATAGRAM_PAYLOAD
     #: a frame sent without a deadline must arrive within this many seconds to be useful
     max_age: float = 0.3
     #: retransmit frames the receiver NACKs, if they can still make their deadline
     retransmit_nacked: bool = True
-    #: acks wait up to this long (s) to ride with our next frame (one frame at 20 fps, plus slack);
-    #: NACKs and I-frame requests never wait
+    #: acks, ours and QUIC's, wait up to this long (s) to ride with our next frame (one frame at
+    #: 20 fps, plus slack; QUIC's peer is told it as max_ack_delay); NACKs and I-frame requests never wait
     feedback_delay: float = 0.06
     #: how far back (frames) a receiver NACKs missing frames
     nack_window: int = 16
@@ -54,8 +57,8 @@ class TransportConfig:
             raise ValueError(f"max_datagram must be 1030..{MAX_DATAGRAM_PAYLOAD} bytes")
         if not 0 < self.keepalive < self.idle_timeout:
             raise ValueError("keepalive must be positive and shorter than idle_timeout")
-        if self.feedback_delay < 0:
-            raise ValueError("feedback_delay must be >= 0")
+        if not 0 <= self.feedback_delay <= 1:
+            raise ValueError("feedback_delay must be 0..1 s")
         for name in ("max_age", "handshake_timeout", "auth_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -8,9 +8,11 @@ is reliable and ordered, so messages need no sequence numbers of their own.
 * ``WELCOME``  server -> client: protocol version, copies per datagram the
   server sends; media may flow after it
 * ``REFUSE``   either way: a reason in UTF-8, sent just before closing
-* ``FEEDBACK`` either way: flags (bit 0: I-frame request), acked sequence
-  numbers, NACKed sequence numbers (a count byte, then 2 bytes each). In video
-  mode the I-frame request asks the video encoder for a keyframe.
+* ``FEEDBACK`` either way: flags (bit 0: I-frame request; bit 1: a loss count
+  follows), the loss count (the sender's datagrams found missing since the last
+  count, one byte), acked sequence numbers, NACKed sequence numbers (a count
+  byte, then 2 bytes each). In video mode the I-frame request asks the video
+  encoder for a keyframe.
 * ``MODE_REQUEST`` receiver -> sender: the mode it wants the sender's face in
   (avatar parameters, or video when it has no avatar of the sender), the video
   codecs it decodes (a bit mask) and its video bitrate cap in kbps (2 bytes)
@@ -22,7 +24,9 @@ is reliable and ordered, so messages need no sequence numbers of their own.
   the video rate received, kbps on 2 bytes), then NACKed video packet sequence
   numbers (a count byte, then 2 bytes each)
 
-Version 2 added the last three; a peer of another version is refused at HELLO.
+Version 2 added the last three, version 3 FEEDBACK's loss count and the ack a frame
+datagram may carry (:mod:`nerfconf.net.redundancy`); a peer of another version is
+refused at HELLO.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from nerfconf.codec.frame import SEQ_MODULO
 from nerfconf.net.errors import ProtocolError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_BODY = 1024
 #: sequence numbers in one feedback message, per list
 MAX_FEEDBACK_SEQS = 255
@@ -94,6 +98,9 @@ class Feedback:
     acks: tuple[int, ...] = ()
     nacks: tuple[int, ...] = ()
     iframe_request: bool = False
+    #: the sender's datagrams this receiver found missing since its last count (recovered or not):
+    #: the sender keeps redundant copies while there are any
+    lost: int = 0
 
     def __post_init__(self) -> None:
         for name in ("acks", "nacks"):
@@ -101,9 +108,11 @@ class Feedback:
             if len(seqs) > MAX_FEEDBACK_SEQS or not all(0 <= s < SEQ_MODULO for s in seqs):
                 raise ValueError(f"feedback {name}: at most {MAX_FEEDBACK_SEQS} sequence numbers in 0..65535")
             object.__setattr__(self, name, seqs)
+        if not 0 <= self.lost <= 255:
+            raise ValueError(f"feedback lost: a count in 0..255, got {self.lost}")
 
     def __bool__(self) -> bool:
-        return bool(self.acks or self.nacks or self.iframe_request)
+        return bool(self.acks or self.nacks or self.iframe_request or self.lost)
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,8 @@ def encode_message(msg: Message) -> bytes:
     elif isinstance(msg, Refuse):
         body, kind = msg.reason.encode()[:MAX_BODY], MsgType.REFUSE
     elif isinstance(msg, Feedback):
-        body = bytes((int(msg.iframe_request),)) + _seq_list(msg.acks) + _seq_list(msg.nacks)
+        flags = int(msg.iframe_request) | (2 if msg.lost else 0)
+        body = bytes((flags, msg.lost) if msg.lost else (flags,)) + _seq_list(msg.acks) + _seq_list(msg.nacks)
         kind = MsgType.FEEDBACK
     elif isinstance(msg, ModeRequest):
         mask = sum(1 << c for c in msg.codecs)
@@ -243,13 +253,18 @@ def decode_message(kind: int, body: bytes) -> Message:
         return Refuse(body.decode(errors="replace"))
     if kind in (MsgType.MODE_REQUEST, MsgType.MODE_SWITCH, MsgType.VIDEO_FEEDBACK):
         return _decode_media(kind, body)
-    if not body or body[0] > 1:
+    if not body or body[0] > 3:
         raise ProtocolError("malformed FEEDBACK flags")
-    acks, pos = _read_seqs(body, 1)
+    lost, pos = 0, 1
+    if body[0] & 2:
+        if len(body) < 2 or body[1] == 0:
+            raise ProtocolError("FEEDBACK truncated inside its loss count, or a count of 0")
+        lost, pos = body[1], 2
+    acks, pos = _read_seqs(body, pos)
     nacks, pos = _read_seqs(body, pos)
     if pos != len(body):
         raise ProtocolError("trailing bytes after a FEEDBACK message")
-    return Feedback(acks, nacks, bool(body[0]))
+    return Feedback(acks, nacks, bool(body[0] & 1), lost)
 
 
 _CODEC_MASK = sum(1 << c for c in VideoCodec if c != VideoCodec.NONE)

@@ -18,8 +18,11 @@ What it owns:
   admission policy) may refuse a HELLO unread (too many wrong tokens from its source) and
   refuses a peer with the right token the application cannot take: that close carries
   ``CloseCode.BUSY``, which the client reports as busy rather than as a wrong token;
-* feedback coalescing: acks wait up to ``feedback_delay`` to ride with the next frame,
-  NACKs and I-frame requests leave at once;
+* feedback coalescing: acks wait up to ``feedback_delay`` to ride with the next frame
+  (in datagram mode inside its datagram), NACKs and I-frame requests leave at once;
+  QUIC's own ACKs wait as long and ride in whatever we send (:mod:`nerfconf.net.quic_acks`);
+* redundancy while loss is seen: copies in each datagram only after the peer reports
+  lost datagrams (:class:`~nerfconf.net.redundancy.RedundancyPolicy`);
 * NACK → retransmission of frames that can still make their deadline (datagram mode);
 * deadline drops: datagrams still in aioquic's queue past their deadline are dropped;
 * keepalive PINGs.
@@ -68,7 +71,8 @@ from nerfconf.net.messages import (
     Welcome,
     encode_message,
 )
-from nerfconf.net.redundancy import FrameReassembler, RedundantPacker
+from nerfconf.net.quic_acks import AckTiming
+from nerfconf.net.redundancy import FrameReassembler, RedundancyPolicy, RedundantPacker
 from nerfconf.net.video_channel import ReceivedVideo, VideoHistory, is_video_datagram, unpack_video
 from nerfconf.types import EncodedFrame
 
@@ -229,6 +233,7 @@ class CallProtocol:
         self.gate: HelloGate | None = None
         self._control = ControlDeframer()
         self._packer = RedundantPacker(config.copies, config.max_datagram)
+        self._redundancy = RedundancyPolicy(config.copies, adaptive=config.adaptive_copies)
         self._reassembler = FrameReassembler(config.copies, nack_window=config.nack_window)
         self._media_deframer = StreamDeframer(MAX_FRAME_BYTES)
         self._peer_media_stream: int | None = None
@@ -239,6 +244,7 @@ class CallProtocol:
         self._pending_acks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
         self._pending_nacks: deque[int] = deque(maxlen=MAX_FEEDBACK_SEQS)
         self._pending_iframe = False
+        self._pending_lost = 0
         self._auth_deadline: float | None = None
         self._keepalive_at: float | None = None
         self._feedback_at: float | None = None
@@ -248,6 +254,7 @@ class CallProtocol:
         self._close_code = CloseCode.NONE
         self._close_phrase = ""
         self._events: list[CallEvent] = []
+        self._acks = AckTiming(quic, config.feedback_delay)
 
     # -- driving it --------------------------------------------------------------------
 
@@ -262,6 +269,7 @@ class CallProtocol:
 
     def handle_event(self, event: events.QuicEvent, now: float) -> list[CallEvent]:
         """Takes one event of the ``QuicConnection``; returns what the owner must act on."""
+        self._acks.packet_received()
         try:
             if isinstance(event, events.HandshakeCompleted):
                 self._handshake_completed(now)
@@ -311,6 +319,7 @@ class CallProtocol:
             deadline = now + self.config.max_age
         self.counters.frames_sent += 1
         self.counters.payload_bytes_sent += len(frame.data)
+        ack = self._take_ack() if self.config.mode == "datagram" else None
         self._flush_feedback()  # into the same packet as the frame
         if self.config.mode == "stream":
             if self._own_media_stream is None:
@@ -321,7 +330,8 @@ class CallProtocol:
                 self._fail(CloseCode.PROTOCOL, f"the peer refused our media stream ({exc})")
                 raise ConnectionClosedError(self.close_reason or "media stream closed") from None
             return
-        self._queue_datagram(self._packer.pack(frame.seq, frame.data, deadline, now), deadline, now)
+        copies = self._redundancy.copies_at(now)
+        self._queue_datagram(self._packer.pack(frame.seq, frame.data, deadline, now, copies, ack), deadline, now)
 
     def send_video(self, payload: bytes, deadline: float | None, now: float) -> int:
         """Queues one video datagram (``payload`` from :mod:`nerfconf.video.packets`); returns its sequence
@@ -350,6 +360,8 @@ class CallProtocol:
 
         Riding in the same packet as a frame saves a packet (and the ACK it
         draws) per frame: on a 5 kbps stream, packets are most of the bitrate.
+        In datagram mode acks alone ride in the frame's datagram, the newest
+        only: the encoder acts on the newest.
         """
         if self.state != State.OPEN or not fb:
             return
@@ -360,6 +372,7 @@ class CallProtocol:
         self._pending_acks.extend(fb.acks)
         self._pending_nacks.extend(fb.nacks)
         self._pending_iframe = self._pending_iframe or fb.iframe_request
+        self._pending_lost = min(255, self._pending_lost + fb.lost)
         if fb.iframe_request or fb.nacks or self.config.feedback_delay == 0:
             self._flush_feedback()  # these cannot wait: a frame or a GOP is at stake
         elif self._feedback_at is None:
@@ -430,6 +443,7 @@ class CallProtocol:
 
     def _handshake_completed(self, now: float) -> None:
         self.state = State.AUTHENTICATING
+        self._acks.handshake_done()
         if self.is_client:
             self._send_control(Hello(self._token, self._sending_copies()))
         elif self._auth_deadline is None:
@@ -520,6 +534,7 @@ class CallProtocol:
         self._auth_deadline = None
         # The NACK horizon depends on how many copies the peer puts in each datagram.
         self._reassembler.copies = peer_copies
+        self._redundancy.opened(now)
         self._keepalive_at = now + self.config.keepalive
         self._events.append(Opened(peer_copies))
 
@@ -527,6 +542,7 @@ class CallProtocol:
         data = encode_message(msg)
         self.counters.control_bytes_sent += len(data)
         self.quic.send_stream_data(CONTROL_STREAM, data)
+        self._acks.sending()
 
     def _fail(self, code: CloseCode | int, reason: str) -> None:
         if self.state in (State.CLOSING, State.CLOSED):
@@ -579,6 +595,7 @@ class CallProtocol:
         c.acks_received += len(fb.acks)
         c.nacks_received += len(fb.nacks)
         c.iframe_requests_received += int(fb.iframe_request)
+        self._redundancy.loss_reported(fb.lost, now)
         if self.feedback_sink is not None:
             for seq in fb.acks:
                 self.feedback_sink.acknowledge(seq)
@@ -601,14 +618,25 @@ class CallProtocol:
                     self._queue_datagram(datagram, deadline, now)
         self._events.append(MediaMessageReceived(msg))
 
+    def _take_ack(self) -> int | None:
+        """The newest pending ack, taken to ride in a frame datagram, if acks are all that is pending."""
+        if not self._pending_acks or self._pending_nacks or self._pending_iframe or self._pending_lost:
+            return None
+        ack = self._pending_acks[-1]
+        self._pending_acks.clear()
+        self._feedback_at = None
+        return ack
+
     def _flush_feedback(self) -> None:
         self._feedback_at = None
-        if self.state != State.OPEN or not (self._pending_acks or self._pending_nacks or self._pending_iframe):
+        if self.state != State.OPEN or not (self._pending_acks or self._pending_nacks or self._pending_iframe
+                                            or self._pending_lost):
             return
-        fb = Feedback(tuple(self._pending_acks), tuple(self._pending_nacks), self._pending_iframe)
+        fb = Feedback(tuple(self._pending_acks), tuple(self._pending_nacks), self._pending_iframe, self._pending_lost)
         self._pending_acks.clear()
         self._pending_nacks.clear()
         self._pending_iframe = False
+        self._pending_lost = 0
         self._send_control(fb)
 
     # -- media ---------------------------------------------------------------------------
@@ -632,6 +660,7 @@ class CallProtocol:
             pending.popleft()
             self.counters.stale_datagrams_dropped += 1
         self.quic.send_datagram_frame(datagram)
+        self._acks.sending()
         self._queued.append(_Queued(datagram, deadline))
 
     def _datagram(self, data: bytes, now: float) -> None:
@@ -648,9 +677,12 @@ class CallProtocol:
             self._events.append(VideoReceived(ReceivedVideo(seq, payload, now)))
             return
         result = self._reassembler.receive_datagram(data)
+        if result.ack is not None:
+            self._feedback(Feedback(acks=(result.ack,)), now)
         self._deliver(result.frames, now)
-        if result.nacks and self.config.retransmit_nacked:
-            self.send_feedback(Feedback(nacks=result.nacks[-MAX_FEEDBACK_SEQS:]), now)
+        nacks = result.nacks[-MAX_FEEDBACK_SEQS:] if self.config.retransmit_nacked else ()
+        # the loss count keeps the peer's copies coming while its datagrams get lost
+        self.send_feedback(Feedback(nacks=nacks, lost=self._reassembler.take_losses()), now)
 
     def _deliver(self, frames: list[tuple[int, bytes]], now: float) -> None:
         for seq, data in frames:

@@ -7,18 +7,36 @@ as long as the datagram stays under the size cap. The receiver's
 datagram brought it, and names the frames that no later datagram can bring
 any more, so the sender may retransmit them (a NACK).
 
+Copies cost most of a datagram on a clean path, so the :class:`RedundancyPolicy`
+adds them only while loss is seen: the receiver counts the sender's datagrams
+that never came (a gap in the newest frames it received first-hand, recovered
+or not), reports the count, and the sender carries copies for ``LOSS_HOLD_S``
+after a report (and for ``START_HOLD_S`` after the call opens). The receiver's
+NACK horizon follows the copies each datagram actually carries, so a lost frame
+is NACKed at the next datagram when there are none; a NACKed frame is resent at
+once and rides as a copy in the next datagrams too, so one more loss cannot take it.
+
+A datagram may also carry the newest of the peer's frames its sender decoded, the
+ack the peer's anchor prediction waits for: ``0xF2 | sequence number:2 | frames``.
+That is 3 bytes where an ack on the control stream costs ~13 (a STREAM frame and
+a FEEDBACK message) in every packet; a lost one is superseded by the next. A
+frame datagram's first byte is a length (0x01..0x7F, 0x81..0x88) and a video
+datagram's 0xF1 (:mod:`nerfconf.net.video_channel`), so 0xF2 is neither.
+
 Sequence numbers are 16 bits and wrap; both sides extend them to unbounded
 integers relative to the newest one seen, as RTP receivers do.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from nerfconf.codec.errors import BitstreamError
 from nerfconf.codec.frame import (
     MAX_FRAME_BYTES,
+    MAX_FRAMES_PER_DATAGRAM,
     SEQ_MODULO,
     pack_datagram,
     read_frame,
@@ -27,6 +45,17 @@ from nerfconf.codec.frame import (
 
 #: aioquic fits at most ~1170 B of DATAGRAM payload in a 1200 B packet; a bigger one blocks the queue forever
 MAX_DATAGRAM_PAYLOAD = 1150
+#: seconds datagrams keep carrying copies after the peer last reported a loss: on a lossy path the
+#: next loss comes well within it (every ~1 s at 5 % and 20 datagrams/s), so copies stay while needed
+LOSS_HOLD_S = 10.0
+#: seconds a call starts with copies, before any report: a receiver cannot NACK frames older than
+#: the first it sees, so only copies recover the first ones (later losses are NACKed, and the
+#: report that comes with the NACK turns copies on)
+START_HOLD_S = 0.5
+#: the most datagrams one report counts (it travels in a byte)
+MAX_REPORTED_LOSSES = 255
+#: first byte of a frame datagram that starts with an ack
+ACK_PREFIX = 0xF2
 
 
 def _packed_size(frame: bytes) -> int:
@@ -37,6 +66,27 @@ def _packed_size(frame: bytes) -> int:
 class _Sent:
     data: bytes
     deadline: float
+
+
+class RedundancyPolicy:
+    """Frames per datagram: the new one alone while the peer reports no loss, ``copies`` for
+    ``hold_s`` after it reports some (``adaptive=False``: always ``copies``). Time is passed in."""
+
+    def __init__(self, copies: int, *, adaptive: bool = True, hold_s: float = LOSS_HOLD_S) -> None:
+        self.copies = copies
+        self.adaptive = adaptive
+        self.hold_s = hold_s
+        self._copies_until = -math.inf
+
+    def opened(self, now: float) -> None:
+        self._copies_until = max(self._copies_until, now + START_HOLD_S)
+
+    def loss_reported(self, lost: int, now: float) -> None:
+        if lost > 0:
+            self._copies_until = max(self._copies_until, now + self.hold_s)
+
+    def copies_at(self, now: float) -> int:
+        return self.copies if not self.adaptive or now < self._copies_until else 1
 
 
 class RedundantPacker:
@@ -51,15 +101,21 @@ class RedundantPacker:
         self.max_datagram = max_datagram
         self._history: OrderedDict[int, _Sent] = OrderedDict()
         self._capacity = max(history, copies)
+        #: NACKed frames (16-bit sequence numbers) to add to the next datagrams, and how many more times
+        self._resend: dict[int, int] = {}
         self.copies_skipped_stale = 0
 
-    def pack(self, seq: int, data: bytes, deadline: float, now: float) -> bytes:
-        """The datagram for new frame ``seq``: it, then the previous frames still worth sending."""
+    def pack(self, seq: int, data: bytes, deadline: float, now: float, copies: int | None = None,
+             ack: int | None = None) -> bytes:
+        """The datagram for new frame ``seq``: it, then the previous frames still worth sending, up to
+        ``copies`` frames in all (default, and at most, the packer's ``copies``); ``ack`` (the newest
+        of the peer's frames decoded here) goes in front."""
         if not 0 < len(data) <= MAX_FRAME_BYTES:
             raise ValueError(f"a frame is 1..{MAX_FRAME_BYTES} bytes, got {len(data)}")
+        copies = self.copies if copies is None else max(1, min(copies, self.copies))
         frames = [data]
         size = _packed_size(data)
-        for prev_seq in range(seq - 1, seq - self.copies, -1):
+        for prev_seq in range(seq - 1, seq - copies, -1):
             sent = self._history.get(prev_seq % SEQ_MODULO)
             if sent is None:
                 continue
@@ -70,8 +126,22 @@ class RedundantPacker:
                 break
             frames.append(sent.data)
             size += _packed_size(sent.data)
+        for prev_seq in list(self._resend):
+            sent = self._history.get(prev_seq)
+            if sent is None or sent.deadline < now or sent.data in frames:
+                del self._resend[prev_seq]
+                continue
+            if len(frames) == MAX_FRAMES_PER_DATAGRAM or size + _packed_size(sent.data) > self.max_datagram:
+                break
+            frames.append(sent.data)
+            size += _packed_size(sent.data)
+            self._resend[prev_seq] -= 1
+            if self._resend[prev_seq] == 0:
+                del self._resend[prev_seq]
         self._remember(seq, _Sent(data, deadline))
-        return pack_datagram(frames)
+        if ack is None:
+            return pack_datagram(frames)
+        return bytes((ACK_PREFIX,)) + (ack % SEQ_MODULO).to_bytes(2, "big") + pack_datagram(frames)
 
     def retransmission(self, seqs: tuple[int, ...], now: float) -> bytes | None:
         """A datagram with those NACKed frames that can still make their deadline, if any."""
@@ -83,7 +153,9 @@ class RedundantPacker:
                 continue
             frames.append(sent.data)
             size += _packed_size(sent.data)
-            if len(frames) == 16:
+            if self.copies > 1:
+                self._resend[seq % SEQ_MODULO] = self.copies - 1
+            if len(frames) == MAX_FRAMES_PER_DATAGRAM:
                 break
         return pack_datagram(frames) if frames else None
 
@@ -108,6 +180,8 @@ class ReassemblyStats:
     malformed_datagrams: int = 0
     malformed_frames: int = 0
     nacks_sent: int = 0
+    #: the sender's datagrams that never came: gaps in the frames that arrived first-hand
+    datagrams_lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +190,8 @@ class Reassembled:
     frames: list[tuple[int, bytes]] = field(default_factory=list)
     #: sequence numbers to NACK: missing, and too old for any later datagram's copies
     nacks: tuple[int, ...] = ()
+    #: the newest of our frames the peer decoded, when the datagram carried it
+    ack: int | None = None
 
 
 class FrameReassembler:
@@ -129,16 +205,24 @@ class FrameReassembler:
         self._first: int | None = None
         self._seen: set[int] = set()
         self._nacked: set[int] = set()
+        #: the newest frame that arrived first in its datagram, and how many frames that datagram held
+        self._newest_primary: int | None = None
+        self._span = copies
+        self._unreported_losses = 0
         self.stats = ReassemblyStats()
 
     def receive_datagram(self, datagram: bytes) -> Reassembled:
         self.stats.datagrams += 1
+        ack = None
+        if datagram[:1] == bytes((ACK_PREFIX,)):
+            ack, datagram = int.from_bytes(datagram[1:3], "big"), datagram[3:]
         try:
             frames = unpack_datagram(datagram)
         except BitstreamError:
             self.stats.malformed_datagrams += 1
             return Reassembled()
-        return self.receive_frames(frames, datagram_mode=True)
+        result = self.receive_frames(frames, datagram_mode=True)
+        return Reassembled(result.frames, result.nacks, ack)
 
     def receive_frames(self, frames: list[bytes], *, datagram_mode: bool = False) -> Reassembled:
         fresh: list[tuple[int, int, bytes]] = []
@@ -149,6 +233,8 @@ class FrameReassembler:
                 self.stats.malformed_frames += 1
                 continue
             ext = self._extend(seq)
+            if datagram_mode and position == 0:
+                self._count_gap(ext, len(frames))
             if ext in self._seen:
                 self.stats.duplicates += 1
                 continue
@@ -171,6 +257,25 @@ class FrameReassembler:
         nacks = self._nacks() if datagram_mode and fresh else ()
         return Reassembled([(seq, data) for _, seq, data in fresh], nacks)
 
+    def take_losses(self) -> int:
+        """The sender's datagrams found missing since the last call (at most MAX_REPORTED_LOSSES)."""
+        lost = min(self._unreported_losses, MAX_REPORTED_LOSSES)
+        self._unreported_losses = 0
+        return lost
+
+    def _count_gap(self, ext: int, span: int) -> None:
+        # A datagram's first frame is the one it was sent for: frames skipped between two such
+        # firsts are datagrams the network lost, whether or not a copy brought their frame later.
+        # A retransmission's first frame is older than the newest first-hand one, so it counts nothing.
+        if self._newest_primary is not None and ext <= self._newest_primary:
+            return
+        if self._newest_primary is not None:
+            gap = min(ext - self._newest_primary - 1, self.window)
+            self._unreported_losses += gap
+            self.stats.datagrams_lost += gap
+        self._newest_primary = ext
+        self._span = span
+
     def _extend(self, seq: int) -> int:
         if self._newest is None:
             return seq
@@ -189,8 +294,9 @@ class FrameReassembler:
     def _nacks(self) -> tuple[int, ...]:
         assert self._newest is not None and self._first is not None
         # Copies of frame s ride in datagrams up to s + copies - 1; once the newest
-        # frame is past that, only a retransmission can bring s.
-        hi = self._newest - self.copies
+        # frame is past that, only a retransmission can bring s. The sender adds copies
+        # only while it sees loss: the newest datagram's frame count says how many it sends now.
+        hi = self._newest - max(1, min(self.copies, self._span))
         lo = max(self._first, self._newest - self.nack_window)
         missing = [s for s in range(lo, hi + 1) if s not in self._seen and s not in self._nacked]
         self._nacked.update(missing)

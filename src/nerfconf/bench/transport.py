@@ -12,7 +12,9 @@ receiver read the same clock:
 * frames lost after redundancy: sent, never delivered (the last second is not counted);
 * playout: the arrival log is replayed through :class:`~nerfconf.playout.PlayoutBuffer`
   (pure), slot by slot, giving concealed frames and the longest stall;
-* bytes: coded payload, and UDP packets with IP/UDP headers as each peer sent them.
+* bytes: coded payload, and UDP packets with IP/UDP headers as each peer sent them, over
+  the whole run (the handshake included) and from ``WARMUP_S`` into the call to its last frame
+  (what each further second of a call costs).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ MODES = ("datagram", "stream")
 DRAIN_S = 1.0
 #: I-frame requests are rate-limited to one per this many seconds
 IFRAME_REQUEST_INTERVAL = 0.1
+#: the steady wire rate is counted from this far into the call (at most half the run)
+WARMUP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class DirectionResult:
     #: what the sending peer put on the wire: coded frames, and every UDP packet (ACKs included)
     payload_kbps: float
     wire_kbps: float
+    #: every UDP packet from WARMUP_S into the call to its last frame: the rate without the handshake
+    wire_kbps_steady: float
     retransmissions: int
     stale_datagrams_dropped: int
 
@@ -186,8 +192,26 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else math.nan
 
 
+@dataclass(frozen=True)
+class _WireMark:
+    t: float
+    client_bytes: int
+    server_bytes: int
+
+
+def _mark(t: float, client: Connection, server: Connection) -> _WireMark:
+    return _WireMark(t, client.stats().wire_bytes_sent, server.stats().wire_bytes_sent)
+
+
+def _steady_kbps(start: _WireMark | None, end: _WireMark, side: str) -> float:
+    if start is None or end.t <= start.t:
+        return math.nan
+    sent = getattr(end, f"{side}_bytes") - getattr(start, f"{side}_bytes")
+    return sent * 8 / (end.t - start.t) / 1000
+
+
 def _direction(sender: _Peer, receiver: _Peer, conn_sender: Connection, seconds: float,
-               t_last_counted: float) -> DirectionResult:
+               t_last_counted: float, wire_kbps_steady: float) -> DirectionResult:
     counted = {k % SEQ_MODULO for k, t in sender.sent_at.items() if t <= t_last_counted}
     delivered = {p.index for _, p in receiver.arrivals}
     # frames that arrived but could not be decoded (reference lost) were not lost by the transport
@@ -214,6 +238,7 @@ def _direction(sender: _Peer, receiver: _Peer, conn_sender: Connection, seconds:
         playout_delay_ms=playout.stats.delay * 1000,
         payload_kbps=stats.payload_bytes_sent * 8 / seconds / 1000,
         wire_kbps=stats.wire_bytes_sent * 8 / seconds / 1000,
+        wire_kbps_steady=wire_kbps_steady,
         retransmissions=stats.retransmissions,
         stale_datagrams_dropped=stats.stale_datagrams_dropped,
     )
@@ -240,12 +265,16 @@ async def run_condition(condition: str, mode: str, *, seconds: float, traces: Pa
                 t0 = loop.time() + 0.05
                 receivers = [loop.create_task(_recv_loop(s_conn, client, server)),
                              loop.create_task(_recv_loop(c_conn, server, client))]
+                marks: list[_WireMark] = []
+                warmup = min(WARMUP_S, seconds / 2)
+                loop.call_at(t0 + warmup, lambda: marks.append(_mark(loop.time(), c_conn, s_conn)))
                 try:
                     # the peers' cameras are not in step: the server ticks half a frame after the client
                     await asyncio.gather(_send_loop(c_conn, client, track, t0, frames),
                                          _send_loop(s_conn, server, track, t0 + 0.5 / FPS, frames))
                 except (ConnectionClosedError, TransportError) as exc:
                     alive, error = False, str(exc)
+                end = _mark(loop.time(), c_conn, s_conn)
                 t_last_counted = loop.time() - DRAIN_S
                 await asyncio.sleep(DRAIN_S)
                 alive = alive and c_conn.is_open and s_conn.is_open
@@ -253,8 +282,11 @@ async def run_condition(condition: str, mode: str, *, seconds: float, traces: Pa
                     error = c_conn.close_reason or s_conn.close_reason
                 for task in receivers:
                     task.cancel()
-                up_result = _direction(client, server, c_conn, seconds, t_last_counted)
-                down_result = _direction(server, client, s_conn, seconds, t_last_counted)
+                start = marks[0] if marks else None
+                up_result = _direction(client, server, c_conn, seconds, t_last_counted,
+                                       _steady_kbps(start, end, "client"))
+                down_result = _direction(server, client, s_conn, seconds, t_last_counted,
+                                         _steady_kbps(start, end, "server"))
                 await s_conn.close()
     return RunResult(condition, cond.description, mode, seconds, up_result, down_result, alive, error)
 

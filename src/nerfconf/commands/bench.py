@@ -127,7 +127,10 @@ def transport(args: argparse.Namespace) -> int:
     modes = args.modes.split(",") if args.modes else None
     from tqdm import tqdm  # noqa: PLC0415
 
-    n = len(conditions or range(7)) * len(modes or range(2))
+    from nerfconf.bench.transport import MODES  # noqa: PLC0415
+    from nerfconf.net.netem.conditions import CONDITIONS  # noqa: PLC0415
+
+    n = len(conditions or CONDITIONS) * len(modes or MODES)
     with tqdm(total=n, disable=args.json, unit="run") as bar:
         def progress(label: str) -> None:
             bar.set_description(f"done: {label}")
@@ -148,13 +151,13 @@ def transport(args: argparse.Namespace) -> int:
     table = Table(title=f"transport at {result.fps:g} fps, {result.seconds:g} s per run, both directions "
                   "(client->server / server->client)")
     for col in ("condition", "mode", "p50 ms", "p95 ms", "p99 ms", "max ms", "lost", "concealed", "stall ms",
-                "payload kbps", "wire kbps", "alive"):
+                "payload kbps", "wire kbps", "steady wire kbps", "alive"):
         table.add_column(col, justify="left" if col in ("condition", "mode") else "right")
 
     for r in result.runs:
         up, down = r.client_to_server, r.server_to_client
         if up is None or down is None:
-            table.add_row(r.condition, r.mode, *["-"] * 9, f"NO: {r.error}")
+            table.add_row(r.condition, r.mode, *["-"] * 10, f"NO: {r.error}")
             continue
 
         def both(key: str, fmt: str, up=up, down=down) -> str:
@@ -164,7 +167,7 @@ def transport(args: argparse.Namespace) -> int:
         table.add_row(r.condition, r.mode, both("latency_ms_p50", ".1f"), both("latency_ms_p95", ".1f"),
                       both("latency_ms_p99", ".1f"), both("latency_ms_max", ".0f"), lost,
                       both("playout_concealed", "d"), both("longest_stall_ms", ".0f"),
-                      both("payload_kbps", ".2f"), both("wire_kbps", ".1f"),
+                      both("payload_kbps", ".2f"), both("wire_kbps", ".1f"), both("wire_kbps_steady", ".1f"),
                       "yes" if r.alive else f"NO: {r.error}")
     make_console().print(table)
     return 0
@@ -313,10 +316,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "through the user-space network emulator, for each network condition and transport mode. Reports "
         "one-way transport latency (p50/p95/p99/max), frames lost after redundancy, frames concealed at "
         "playout and the longest stall, and payload and wire kbps in both directions (wire: every UDP packet "
-        "with IP/UDP headers, QUIC ACKs and feedback included).")
+        "with IP/UDP headers, QUIC ACKs and feedback included; over the whole run, handshake included, and "
+        "steady: from 5 s into the call to its last frame).")
     bn.add_argument("--seconds", type=float, default=30.0, help="length of each run (default 30)")
-    bn.add_argument("--conditions", help="comma-separated subset of: clean, loss2, loss10, gilbert, cap50k, "
-                    "alphartc, mahimahi (default: all)")
+    from nerfconf.net.netem.conditions import CONDITIONS  # noqa: PLC0415  (numpy only)
+
+    bn.add_argument("--conditions", help=f"comma-separated subset of: {', '.join(CONDITIONS)} (default: all)")
     bn.add_argument("--modes", help="comma-separated subset of: datagram, stream (default: both)")
     bn.add_argument("--traces", type=Path, default=Path("../shared/traces"),
                     help="directory with the alphartc/ and mahimahi/ traces (default ../shared/traces)")

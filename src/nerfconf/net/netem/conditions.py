@@ -43,7 +43,9 @@ GE = GilbertElliott(p_good_bad=0.02, p_bad_good=0.3)
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("clean", "RTT 20 ms, no loss", _same(LinkSpec(delay_ms=BASE_DELAY_MS))),
     Condition("loss2", "RTT 20 ms, 2 % random loss each way", _same(LinkSpec(delay_ms=BASE_DELAY_MS, loss=0.02))),
+    Condition("loss5", "RTT 20 ms, 5 % random loss each way", _same(LinkSpec(delay_ms=BASE_DELAY_MS, loss=0.05))),
     Condition("loss10", "RTT 20 ms, 10 % random loss each way", _same(LinkSpec(delay_ms=BASE_DELAY_MS, loss=0.10))),
+    Condition("loss15", "RTT 20 ms, 15 % random loss each way", _same(LinkSpec(delay_ms=BASE_DELAY_MS, loss=0.15))),
     Condition("gilbert", f"RTT 20 ms, Gilbert-Elliott bursts (p_gb {GE.p_good_bad}, p_bg {GE.p_bad_good}, "
               f"mean loss {100 * GE.mean_loss:.1f} %, mean burst {1 / GE.p_bad_good:.1f} packets)",
               _same(LinkSpec(delay_ms=BASE_DELAY_MS, gilbert=GE))),

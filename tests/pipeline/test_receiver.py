@@ -97,7 +97,8 @@ def test_the_stats_count_fresh_frames_and_the_freeze_a_lost_burst_leaves():
     # the second after the sender stopped conceals frames never sent: played, but not counted as slots
     assert stats.tail_slots >= 10
     assert stats.fresh_displayed < stats.displayed == len(window.frames)
-    # the burst: about 8 frame periods with nothing fresh on screen, counted once
-    assert 250 <= stats.longest_freeze_ms <= 900, stats.longest_freeze_ms
+    # the burst: at least its 8 frame periods with nothing fresh on screen, and at most until the
+    # encoder's next periodic I-frame (no feedback asks for one here), counted once
+    assert 250 <= stats.longest_freeze_ms <= 2000, stats.longest_freeze_ms
     assert 0 < stats.render_ms_p50 <= stats.render_ms_p95
     assert stats.resolutions == {24: stats.rendered} and stats.resolution_changes == 0

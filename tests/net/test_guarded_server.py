@@ -120,7 +120,10 @@ def test_a_bounded_flood_leaves_no_state_and_a_peer_still_joins_and_talks(config
                 for task in receivers:
                     task.cancel()
                 assert len(up) >= 36 and len(down) >= 36
-                await until(lambda: set(acks) == up)  # feedback is reliable: every frame received is acked
+                # feedback flows: the newest ack rides in each of the peer's frame datagrams (the newest
+                # only, the encoder needs no other), and the last one leaves on its own
+                await until(lambda: max(acks, default=-1) == max(up))
+                assert len(set(acks)) >= 30
                 assert client.is_open and peer.is_open
             watcher.cancel()
             assert sent.packets_sent == 3000

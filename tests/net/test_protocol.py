@@ -86,13 +86,20 @@ class Wire:
                     self.datagrams[direction] += 1
                     if not self.drop(direction, data):
                         dst.receive_datagram(data, addr, now=self.now)
-            for name, quic, call in self._ends():
-                while (event := quic.next_event()) is not None:
-                    if call is not None:
-                        self.events[name] += call.handle_event(event, self.now)
+                        self._hand_out_events(dst)  # each datagram's events, then the call is told
+            for _, quic, _ in self._ends():
+                self._hand_out_events(quic, datagram=False)
             if not moved:
                 return
         raise AssertionError("the link never went quiet")
+
+    def _hand_out_events(self, quic: QuicConnection, datagram: bool = True) -> None:
+        name, call = next((n, c) for n, q, c in self._ends() if q is quic)
+        while (event := quic.next_event()) is not None:
+            if call is not None:
+                self.events[name] += call.handle_event(event, self.now)
+        if datagram and call is not None:
+            call.datagram_received()
 
     def advance(self, seconds: float) -> None:
         """Moves the clock, firing every QUIC and protocol timer due on the way, in order."""
@@ -279,10 +286,12 @@ def test_a_lost_datagram_turns_the_peers_copies_on():
     assert stats.duplicates > 0  # 4 resent and in copies, and copies of every frame after the report
 
 
-def test_our_ack_delay_is_the_peers_max_ack_delay():
-    wire = opened(TransportConfig(feedback_delay=0.06))
-    assert wire.client.quic._loss.max_ack_delay == pytest.approx(0.06)
-    assert wire.server.quic._loss.max_ack_delay == pytest.approx(0.06)
+@pytest.mark.parametrize(("mode", "max_ack_delay"), [("datagram", 0.06), ("stream", 0.025)])
+def test_our_ack_delay_is_the_peers_max_ack_delay(mode, max_ack_delay):
+    # in stream mode the peer retransmits frames on our ACKs: they keep aioquic's timing (25 ms at most)
+    wire = opened(TransportConfig(mode=mode, feedback_delay=0.06))
+    assert wire.client.quic._loss.max_ack_delay == pytest.approx(max_ack_delay)
+    assert wire.server.quic._loss.max_ack_delay == pytest.approx(max_ack_delay)
 
 
 def test_a_packet_waits_for_its_ack_and_a_burst_does_not():
@@ -320,6 +329,20 @@ def test_a_packet_after_a_lost_one_is_acknowledged_at_once():
     wire.server.send_frame(frame(2), None, wire.now)
     wire.pump()
     assert wire.datagrams["up"] == up + 1  # a gap before it: its ACK leaves at once
+
+
+def test_a_control_message_is_acknowledged_at_once_a_frame_datagram_waits():
+    wire = opened(TransportConfig(feedback_delay=0.06))
+    wire.advance(1.0)
+    up = wire.datagrams["up"]
+    wire.server.send_frame(frame(1), None, wire.now)
+    wire.pump()
+    assert wire.datagrams["up"] == up
+    wire.advance(0.1)
+    up = wire.datagrams["up"]
+    wire.server.send_feedback(Feedback(iframe_request=True), wire.now)  # the peer retransmits it on our ACK
+    wire.pump()
+    assert wire.datagrams["up"] == up + 1
 
 
 def test_an_iframe_request_leaves_at_once():

@@ -28,8 +28,9 @@ class TransportConfig:
     max_age: float = 0.3
     #: retransmit frames the receiver NACKs, if they can still make their deadline
     retransmit_nacked: bool = True
-    #: acks, ours and QUIC's, wait up to this long (s) to ride with our next frame (one frame at
-    #: 20 fps, plus slack; QUIC's peer is told it as max_ack_delay); NACKs and I-frame requests never wait
+    #: acks, ours and (in datagram mode) QUIC's, wait up to this long (s) to ride with our next frame
+    #: (one frame at 20 fps, plus slack; QUIC's peer is told it as max_ack_delay); NACKs and I-frame
+    #: requests never wait
     feedback_delay: float = 0.06
     #: how far back (frames) a receiver NACKs missing frames
     nack_window: int = 16

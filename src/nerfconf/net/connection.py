@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.quic import events
@@ -141,7 +141,11 @@ class NerfProtocol(QuicConnectionProtocol):
         self.call.counters.wire_bytes_received += len(data) + IP_UDP_OVERHEAD
         if self.peer_address is None:
             self.peer_address = addr
-        super().datagram_received(data, addr)
+        # aioquic's datagram_received, with the call told of the datagram once its events are handled
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        self.call.datagram_received()
+        self.transmit()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         self._act(self.call.handle_event(event, self._loop.time()))
@@ -321,7 +325,10 @@ class Connection:
         return await self._p.recv()
 
     def send_feedback(self, feedback: Feedback) -> None:
-        """Acks of decoded frames and I-frame requests for the peer's encoder (no-op when not open)."""
+        """Acks of decoded frames and I-frame requests for the peer's encoder (no-op when not open).
+
+        In datagram mode acks alone ride in our next frame's datagram, the newest only (the encoder
+        predicts from the newest); like the frame, it may be lost, and the next one supersedes it."""
         self._p.send_feedback(feedback)
 
     def send_video(self, payload: bytes, deadline: float | None = None) -> int:

@@ -2,7 +2,8 @@
 
 ``CallProtocol`` sits on an aioquic ``QuicConnection`` (itself sans I/O) the way
 aioquic's ``H3Connection`` does: the owner hands it every QUIC event with
-``handle_event(event, now)`` and gets back ``CallEvent``s; it sends frames and
+``handle_event(event, now)`` (and calls ``datagram_received()`` once each datagram's
+events are handled) and gets back ``CallEvent``s; it sends frames and
 feedback through ``send_frame`` and ``send_feedback``; and it asks ``get_timer()``
 when to call ``handle_timer(now)``. The protocol never reads a clock, a socket or
 an event loop, so two of them can be driven in memory with a fake clock
@@ -254,7 +255,10 @@ class CallProtocol:
         self._close_code = CloseCode.NONE
         self._close_phrase = ""
         self._events: list[CallEvent] = []
-        self._acks = AckTiming(quic, config.feedback_delay)
+        # our ACKs wait for datagram-mode peers only (a call's peers share a mode)
+        self._acks = AckTiming(quic, config.feedback_delay if config.mode == "datagram" else None)
+        #: the datagram being handed out brought a DATAGRAM frame
+        self._datagram_in_packet = False
 
     # -- driving it --------------------------------------------------------------------
 
@@ -269,19 +273,25 @@ class CallProtocol:
 
     def handle_event(self, event: events.QuicEvent, now: float) -> list[CallEvent]:
         """Takes one event of the ``QuicConnection``; returns what the owner must act on."""
-        self._acks.packet_received()
         try:
             if isinstance(event, events.HandshakeCompleted):
                 self._handshake_completed(now)
             elif isinstance(event, events.StreamDataReceived):
                 self._stream_data(event.stream_id, event.data, now)
             elif isinstance(event, events.DatagramFrameReceived):
+                self._datagram_in_packet = True
                 self._datagram(event.data, now)
             elif isinstance(event, events.ConnectionTerminated):
                 self._terminated(event)
         except ProtocolError as exc:
             self._fail(CloseCode.PROTOCOL, f"protocol violation by the peer: {exc}")
         return self._take_events()
+
+    def datagram_received(self) -> None:
+        """The owner fed one UDP datagram to the ``QuicConnection`` and handed out its events: decides
+        whether our QUIC ACK waits to ride with our next packet (only for frame datagrams) or leaves now."""
+        self._acks.packet_received(datagrams_only=self._datagram_in_packet)
+        self._datagram_in_packet = False
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (None: no timer pending)."""

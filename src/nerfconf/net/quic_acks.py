@@ -6,10 +6,12 @@ a packet of its own back: an ACK-only packet of 62 bytes on the wire, 10 kbps pe
 at 20 fps, as much as the frames themselves. :class:`AckTiming` lets an ACK wait up to
 ``delay`` (one frame interval and some slack) and puts a pending one into each packet we
 send anyway. The delay is advertised as the transport parameter max_ack_delay, so the
-peer's loss detection allows for it. A second packet before we send (a burst: a video
-frame's fragments, a retransmission) is acknowledged at once, as RFC 9000 section 13.2.2
-suggests, so a peer that sends more than we do is not slowed down; so is a packet after a
-gap (section 13.2.1), so the peer learns of a loss, a lost NACK among them, without the wait.
+peer's loss detection allows for it. Only packets of datagrams wait: any other (stream
+data: a control message, frames in stream mode, bytes held back behind a lost packet) is
+acknowledged at once, since the peer retransmits its content on our ACKs and its time runs
+on how fast they come; so is a second packet before we send (a burst: a video frame's
+fragments, a retransmission), as RFC 9000 section 13.2.2 suggests, and a packet after a gap
+(section 13.2.1), so the peer learns of a loss without the wait.
 
 aioquic has no setting for either, so these reach into its connection: the ACK timer
 (``_ack_delay``, each packet space's ``ack_at``) and the transport parameters it serializes.
@@ -31,21 +33,28 @@ ACK_EVERY = 2
 
 
 class AckTiming:
-    """When our QUIC ACKs leave (sans-I/O: it only sets aioquic's ACK timer; its owner transmits)."""
+    """When our QUIC ACKs leave (sans-I/O: it only sets aioquic's ACK timer; its owner transmits).
 
-    def __init__(self, quic: QuicConnection, delay: float) -> None:
+    ``delay`` None keeps aioquic's timing (1 ms, max_ack_delay 25 ms), as a peer sending frames on a
+    stream wants: a longer advertised delay lengthens its probe timeout, and its tail recovery with it
+    (p99 at 10 % loss 132 -> 182 ms)."""
+
+    def __init__(self, quic: QuicConnection, delay: float | None) -> None:
         self.quic = quic
         self.delay = delay
         self._packets = 0
         self._cycle: float | None = None  # the ack_at of the ACK the packets counted wait for
         self._last_packet = -1
-        advertise_ack_delay(quic, delay)
+        if delay is not None:
+            advertise_ack_delay(quic, delay)
 
     def handshake_done(self) -> None:
-        delay_acks(self.quic, self.delay)
+        if self.delay is not None:
+            delay_acks(self.quic, self.delay)
 
-    def packet_received(self) -> None:
-        """Something arrived (call it for each event: a packet's second event counts nothing)."""
+    def packet_received(self, datagrams_only: bool) -> None:
+        """A packet came and its events were handled; ``datagrams_only``: it brought DATAGRAM frames and
+        nothing the peer retransmits (a packet not newer than the last one counts nothing)."""
         space = self.quic._spaces.get(Epoch.ONE_RTT)
         if space is None or space.largest_received_packet == self._last_packet:
             return
@@ -54,8 +63,9 @@ class AckTiming:
             self._cycle, self._packets = space.ack_at, 0
         self._packets += 1
         gap = self._last_packet > 0 and self._last_packet - 1 not in space.received_packets
-        if self._packets >= ACK_EVERY or gap:
+        if not datagrams_only or self._packets >= ACK_EVERY or gap:
             ack_in_next_packet(self.quic)
+            self._packets = 0  # the owner transmits now: what comes next waits for a new ACK
 
     def sending(self) -> None:
         """We queued something: the pending ACK goes in the same packet."""

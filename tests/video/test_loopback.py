@@ -28,18 +28,6 @@ def _small(image):
     return cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
 
 
-class KeyframeSink:
-    """The sender's FeedbackSink: an I-frame request makes the next video frame a keyframe."""
-
-    def __init__(self, session: VideoSendSession) -> None:
-        self.session = session
-
-    def acknowledge(self, seq: int) -> None:
-        pass
-
-    def request_iframe(self) -> None:
-        self.session.request_keyframe()
-
 
 async def _call(tmp_path, pictures, codec, *, lose=lambda packet, first_time: False):
     """Sends the pictures at 20 fps; ``lose`` drops arrivals on the receiving side (a lossy last hop)."""
@@ -50,7 +38,7 @@ async def _call(tmp_path, pictures, codec, *, lose=lambda packet, first_time: Fa
     async with listen("127.0.0.1", 0, None, config) as server:
         async with connect(server.join_info, config) as client:
             peer = await asyncio.wait_for(server.accept(), 5)
-            client.attach_encoder(KeyframeSink(sender))
+            client.attach_encoder(sender)
             client.on_media_message(lambda msg: sender.on_report(msg.report, time.monotonic())
                                     if msg.report is not None else None)
             seen: set[int] = set()

@@ -69,17 +69,6 @@ class VideoRun:
     decode_ms_p95: float
 
 
-class _KeyframeSink:
-    def __init__(self, session: VideoSendSession) -> None:
-        self.session = session
-
-    def acknowledge(self, seq: int) -> None:
-        pass
-
-    def request_iframe(self) -> None:
-        self.session.request_keyframe()
-
-
 async def run_video(condition: str, codec: VideoCodec, kbps: int, *, seconds: float, traces: Path,
                     pictures: list[np.ndarray], seed: int = 0, identity_dir: Path | None = None) -> VideoRun:
     up, down = CONDITIONS[condition].make(traces)
@@ -95,7 +84,7 @@ async def run_video(condition: str, codec: VideoCodec, kbps: int, *, seconds: fl
             async with connect(JoinInfo(host, port, srv.join_info.fingerprint, srv.join_info.token),
                                config) as client:
                 peer = await asyncio.wait_for(srv.accept(), 10)
-                client.attach_encoder(_KeyframeSink(sender))
+                client.attach_encoder(sender)
                 client.on_media_message(lambda msg: sender.on_report(msg.report, loop.time())
                                         if getattr(msg, "report", None) is not None else None)
 

@@ -111,6 +111,14 @@ class VideoSendSession:
         self.stats.keyframe_requests += 1
         self._keyframe = True
 
+    # the connection's FeedbackSink, for a stream that is only video: acks are for avatar parameters
+
+    def acknowledge(self, seq: int) -> None:
+        pass
+
+    def request_iframe(self) -> None:
+        self.request_keyframe()
+
     def force_keyframe(self) -> None:
         """The next frame starts the stream afresh (a switch into video mode)."""
         self._keyframe = True
